@@ -1,0 +1,255 @@
+"""The public entry points: matte_video() and matte_image()."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from .compose import Compositor, OutputMode, parse_background, read_image_rgb
+from .config import MatteConfig
+from .errors import ConfigError, SinkError
+from .frames import Alpha, FramePacket, RGBImage
+from .inference import Engine, open_engine
+from .models.store import ProgressFn
+from .pipeline import Pipeline, PipelineStats, Stage
+from .postprocess import Postprocessor
+from .preprocess import Preprocessor
+from .sinks.file import FileSink
+from .sinks.formats import OutputFormat, format_for
+from .sources.file import FileSource
+from .temporal import TemporalFilter, make_temporal
+
+
+@dataclass(slots=True)
+class RunReport:
+    """What a run did: counts, speed, and anything the user should know."""
+
+    output: Path
+    engine: str
+    format: str
+    frames_in: int
+    frames_out: int
+    elapsed_s: float
+    stats: PipelineStats
+    audio_tracks: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def fps(self) -> float:
+        return self.frames_out / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+
+class Matter:
+    """Frame → alpha for one engine: preprocess, infer, postprocess, temporal.
+
+    The four steps are exposed separately so the pipeline can run them on different threads;
+    ``alpha()`` runs them in order for one frame.
+    """
+
+    def __init__(self, engine: Engine, *, temporal: str = "none",
+                 rembg_compat: bool = False) -> None:
+        self.engine = engine
+        self.preprocess = Preprocessor(engine.input_spec, rembg_compat=rembg_compat)
+        self.postprocess = Postprocessor(engine.output_spec, rembg_compat=rembg_compat)
+        self.temporal: TemporalFilter = make_temporal(temporal)
+
+    def infer(self, samples: list[np.ndarray]) -> list[np.ndarray]:
+        raw = self.engine.infer(np.stack(samples))
+        # the engine may reuse its output buffer on the next call: keep copies
+        return [np.array(r) for r in raw]
+
+    def alpha(self, image: RGBImage) -> Alpha:
+        (raw,) = self.infer([self.preprocess(image)])
+        alpha = self.postprocess(raw, (image.shape[1], image.shape[0]))
+        return self.temporal(alpha, image)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or (b.exists() and os.path.samefile(a, b))
+    except OSError:
+        return False
+
+
+def _output_mode(fmt: OutputFormat) -> OutputMode:
+    if fmt.matte_only:
+        return "matte"
+    return "rgba" if fmt.alpha else "rgb"
+
+
+def _background_for(config: MatteConfig, fmt: OutputFormat) -> str:
+    if config.background != "auto":
+        return config.background
+    return "transparent" if fmt.alpha or fmt.matte_only else "white"
+
+
+def build_stages(matter: Matter, compositor: Compositor,
+                 write: Callable[[FramePacket], None], batch_size: int) -> list[Stage]:
+    """The standard chain: preprocess → infer → postprocess/temporal/compose → write."""
+
+    def preprocess(batch: list[FramePacket]) -> list[FramePacket]:
+        for p in batch:
+            p.model_input = matter.preprocess(p.image)
+        return batch
+
+    def infer(batch: list[FramePacket]) -> list[FramePacket]:
+        outputs = matter.infer([p.model_input for p in batch if p.model_input is not None])
+        for p, raw in zip(batch, outputs, strict=True):
+            p.raw_output = raw
+            p.model_input = None
+        return batch
+
+    def compose(batch: list[FramePacket]) -> list[FramePacket]:
+        for p in batch:
+            assert p.raw_output is not None
+            alpha = matter.postprocess(p.raw_output, p.size)
+            p.alpha = matter.temporal(alpha, p.image)
+            p.output = compositor(p.image, p.alpha)
+            p.raw_output = None
+        return batch
+
+    def write_batch(batch: list[FramePacket]) -> list[FramePacket]:
+        for p in batch:
+            write(p)
+        return batch
+
+    return [
+        Stage("preprocess", preprocess),
+        Stage("infer", infer, batch_size=batch_size),
+        Stage("compose", compose),
+        Stage("encode", write_batch),
+    ]
+
+
+def matte_video(
+    input_path: str | os.PathLike[str],
+    output_path: str | os.PathLike[str],
+    config: MatteConfig | None = None,
+    *,
+    on_progress: Callable[[PipelineStats], None] | None = None,
+    on_download: ProgressFn | None = None,
+    engine: Engine | None = None,
+    **options: Any,
+) -> RunReport:
+    """Remove or replace the background of a video file.
+
+    ``options`` are MatteConfig fields (``engine="u2net"``, ``background="blur"``, …). The
+    output is written to a temporary file beside ``output_path`` and renamed on success; the
+    input is never touched. Audio streams are carried over; timestamps are kept.
+    """
+    config = (config or MatteConfig()).with_options(**options)
+    src, dst = Path(input_path), Path(output_path)
+    if _same_file(src, dst):
+        raise ConfigError(f"{dst}: output would overwrite the input; choose another path")
+    fmt = format_for(dst, config.output_format)
+    if dst.exists() and not config.overwrite:
+        raise SinkError(f"{dst}: already exists (pass --overwrite to replace it)")
+    background = parse_background(_background_for(config, fmt))
+    compositor = Compositor(background, _output_mode(fmt))
+    with FileSource(src, strict=config.strict) as source:
+        own_engine = engine is None
+        if engine is None:
+            engine = open_engine(config.engine, model_file=config.model_file,
+                                 models_dir=config.models_dir, device=config.device,
+                                 progress=on_download)
+        try:
+            matter = Matter(engine, temporal=config.temporal, rembg_compat=config.rembg_compat)
+            with FileSink(dst, fmt, frame_rate=source.frame_rate, overwrite=config.overwrite,
+                          audio_from=src if source.audio_streams else None) as sink:
+                stages = build_stages(matter, compositor, sink.write, config.batch_size)
+                pipeline = Pipeline(source, stages, max_queue_frames=config.max_queue_frames)
+                stats = pipeline.run(on_progress)
+        finally:
+            compositor.close()
+            if own_engine:
+                engine.close()
+        notes = _source_notes(source)
+        if sink.padded_to_even:
+            notes.append(f"{fmt.name} needs even frame sizes: {source.width}×{source.height} was "
+                         "padded by one repeated pixel row/column")
+    return RunReport(
+        output=dst, engine=engine.describe(), format=fmt.name, frames_in=stats.frames_in,
+        frames_out=sink.frames_written, elapsed_s=stats.elapsed_s, stats=stats,
+        audio_tracks=sink.audio_tracks, notes=notes,
+    )
+
+
+def _source_notes(source: FileSource) -> list[str]:
+    notes = []
+    if source.damaged_packets:
+        notes.append(f"{source.path.name}: {source.damaged_packets} damaged packet(s) could not "
+                     "be decoded and were skipped")
+    if source.corrupt_frames:
+        notes.append(f"{source.path.name}: {source.corrupt_frames} frame(s) flagged corrupt by "
+                     "the decoder were concealed and kept")
+    if source.truncated:
+        notes.append(f"{source.path.name}: the file ends early (truncated); "
+                     f"{source.decoded_frames} frame(s) were read")
+    if source.rotation:
+        notes.append(f"{source.path.name}: rotated {source.rotation}° by its metadata; "
+                     "the output is upright")
+    return notes
+
+
+def matte_image(
+    input_path: str | os.PathLike[str],
+    output_path: str | os.PathLike[str] | None = None,
+    config: MatteConfig | None = None,
+    *,
+    engine: Engine | None = None,
+    on_download: ProgressFn | None = None,
+    **options: Any,
+) -> np.ndarray:
+    """Matte one still image. Returns the output array (RGBA cut-out by default) and writes it
+    to ``output_path`` (PNG keeps alpha; JPEG needs a background) when one is given."""
+    config = (config or MatteConfig()).with_options(**options)
+    src = Path(input_path)
+    dst = Path(output_path) if output_path is not None else None
+    if dst is not None:
+        if _same_file(src, dst):
+            raise ConfigError(f"{dst}: output would overwrite the input; choose another path")
+        if dst.exists() and not config.overwrite:
+            raise SinkError(f"{dst}: already exists (pass --overwrite to replace it)")
+    has_alpha = dst is None or dst.suffix.lower() in (".png", ".webp", ".tif", ".tiff")
+    only_mask = config.output_format == "matte"
+    bg = config.background if config.background != "auto" else (
+        "transparent" if has_alpha else "white")
+    mode: OutputMode = "matte" if only_mask else ("rgba" if has_alpha else "rgb")
+    compositor = Compositor(parse_background(bg), mode)
+    image = read_image_rgb(src)
+    own_engine = engine is None
+    if engine is None:
+        engine = open_engine(config.engine, model_file=config.model_file,
+                             models_dir=config.models_dir, device=config.device,
+                             progress=on_download)
+    try:
+        alpha = Matter(engine, temporal="none", rembg_compat=config.rembg_compat).alpha(image)
+    finally:
+        if own_engine:
+            engine.close()
+    out = compositor(image, alpha)
+    compositor.close()
+    if dst is not None:
+        _write_image_atomically(dst, out)
+    return out
+
+
+def _write_image_atomically(dst: Path, image: np.ndarray) -> None:
+    if image.ndim == 3:
+        code = cv2.COLOR_RGBA2BGRA if image.shape[2] == 4 else cv2.COLOR_RGB2BGR
+        image = cv2.cvtColor(image, code)
+    ok, encoded = cv2.imencode(dst.suffix.lower() or ".png", image)
+    if not ok:
+        raise SinkError(f"{dst}: cannot encode an image of this type (use .png, .jpg or .webp)")
+    tmp = dst.with_name(f".{dst.name}.partial-{os.getpid()}")
+    try:
+        tmp.write_bytes(encoded.tobytes())
+        os.replace(tmp, dst)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -1,0 +1,58 @@
+"""MatteConfig: every option of a matting run, validated once, up front."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MatteConfig:
+    """Options shared by files, images and live runs. Unknown keys are errors."""
+
+    #: catalog model (``u2netp``, ``u2net``, …) or builtin engine (``mog2``)
+    engine: str = "u2netp"
+    #: ``auto`` (transparent where the format has alpha, else white), ``transparent``,
+    #: ``blur``, a colour, or an image/video path
+    background: str = "auto"
+    #: ``auto`` (from the output's extension) or a name from ``sinks.formats.FORMATS``
+    output_format: str = "auto"
+    #: temporal stage by name (``none``, ``ema``, …)
+    temporal: str = "none"
+    #: reproduce rembg's per-image pre/post-processing exactly (flickers on video)
+    rembg_compat: bool = False
+    #: ``auto``, ``cpu`` or ``cuda[:N]``
+    device: str = "auto"
+    model_file: Path | None = None
+    models_dir: Path | None = None
+    batch_size: int = 1
+    max_queue_frames: int = 4
+    #: fail on the first damaged packet instead of concealing and counting
+    strict: bool = False
+    overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size should be >= 1, got {self.batch_size}")
+        if self.max_queue_frames < 1:
+            raise ConfigError(f"max_queue_frames should be >= 1, got {self.max_queue_frames}")
+        if not self.engine:
+            raise ConfigError("engine should not be empty")
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any]) -> MatteConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(options) - known
+        if unknown:
+            raise ConfigError(f"unknown option(s) {sorted(unknown)} (known: {sorted(known)})")
+        return cls(**options)
+
+    def with_options(self, **options: Any) -> MatteConfig:
+        known = {f.name for f in fields(self)}
+        unknown = set(options) - known
+        if unknown:
+            raise ConfigError(f"unknown option(s) {sorted(unknown)} (known: {sorted(known)})")
+        return replace(self, **options)

@@ -1,0 +1,100 @@
+"""Engines and the registry that opens them by name.
+
+Registry values are import strings, so ``import streammatte`` never imports an optional backend
+(TensorRT, pycuda); a missing one raises EngineUnavailableError naming the extra to install.
+"""
+
+from __future__ import annotations
+
+import importlib
+import warnings
+from pathlib import Path
+from typing import Any
+
+from ..errors import EngineUnavailableError, ModelError
+from ..models.catalog import ModelSpec, load_catalog
+from ..models.store import ModelStore, ProgressFn, verify_file
+from .base import Engine, TensorSpec
+
+__all__ = ["BUILTIN_ENGINES", "Engine", "TensorSpec", "engine_names", "open_engine"]
+
+#: engines that need no catalog entry (no weights)
+BUILTIN_ENGINES: dict[str, str] = {
+    "mog2": "streammatte.inference.mog2:Mog2Engine",
+}
+
+#: how a catalog model's graph can be run, by backend name → (import string, extra to install)
+BACKENDS: dict[str, tuple[str, str | None]] = {
+    "onnxruntime": ("streammatte.inference.ort:OrtEngine", None),
+}
+
+
+class NonCommercialModelWarning(UserWarning):
+    """The chosen model's licence forbids commercial use."""
+
+
+def engine_names() -> list[str]:
+    return sorted([*load_catalog(), *BUILTIN_ENGINES])
+
+
+def _load(target: str, extra: str | None, what: str) -> Any:
+    module_name, attr = target.split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        hint = f"pip install 'streammatte[{extra}]'" if extra else "reinstall streammatte"
+        raise EngineUnavailableError(f"{what} needs {exc.name or 'a missing module'}: {hint}"
+                                     ) from exc
+    return getattr(module, attr)
+
+
+def resolve_model(
+    spec: ModelSpec,
+    *,
+    model_file: Path | None = None,
+    models_dir: Path | None = None,
+    progress: ProgressFn | None = None,
+) -> Path:
+    """A verified local file for ``spec``: ``model_file`` if given, else the cache (pulled
+    on first use)."""
+    if model_file is not None:
+        verify_file(Path(model_file), spec)
+        return Path(model_file)
+    return ModelStore(models_dir).ensure(spec, progress)
+
+
+def open_engine(
+    name: str,
+    *,
+    model_file: Path | None = None,
+    models_dir: Path | None = None,
+    device: str = "auto",
+    backend: str = "onnxruntime",
+    progress: ProgressFn | None = None,
+) -> Engine:
+    """Open the engine ``name`` (a catalog model or a builtin such as ``mog2``).
+
+    Catalog models are pulled into ``models_dir`` on first use and verified by sha256; a model
+    whose licence forbids commercial use raises NonCommercialModelWarning.
+    """
+    key = name.lower()
+    if key in BUILTIN_ENGINES:
+        engine: Engine = _load(BUILTIN_ENGINES[key], None, f"engine {key}")()
+        return engine
+    catalog = load_catalog()
+    if key not in catalog:
+        raise ModelError(f"unknown engine {name!r} (choose from: {', '.join(engine_names())})")
+    spec = catalog[key]
+    if backend not in BACKENDS:
+        raise ModelError(f"unknown backend {backend!r} (choose from: {', '.join(BACKENDS)})")
+    if spec.non_commercial:
+        warnings.warn(
+            f"{spec.name} is licensed {spec.licence}: not for commercial use",
+            NonCommercialModelWarning,
+            stacklevel=2,
+        )
+    path = resolve_model(spec, model_file=model_file, models_dir=models_dir, progress=progress)
+    target, extra = BACKENDS[backend]
+    engine_cls = _load(target, extra, f"backend {backend}")
+    opened: Engine = engine_cls(spec, path, device=device)
+    return opened

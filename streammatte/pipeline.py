@@ -1,0 +1,239 @@
+"""Threads joined by bounded queues: the only place in streammatte that owns threads.
+
+A source feeds a chain of stages; each stage runs in its own thread, takes a batch of frames
+from the queue before it and passes them on. PyAV, OpenCV and ONNX Runtime release the GIL
+while they work, so decode, inference and encode overlap on separate cores.
+
+Back-pressure: ``block`` (files) never drops a frame, a full queue stalls the producer;
+``latest`` (live) keeps only the newest frames in front of the first stage and counts the
+ones it drops. Memory is bounded by the queue sizes, however long the input.
+
+An exception in any stage stops every thread and is re-raised by ``run()`` in the caller,
+the stage's name attached as a note.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from .frames import FramePacket
+
+StageFn = Callable[[list[FramePacket]], list[FramePacket]]
+BackPressure = Literal["block", "latest"]
+
+
+@dataclass(frozen=True, slots=True)
+class Stage:
+    """A named step over a batch of frames; ``batch_size`` > 1 gathers frames first."""
+
+    name: str
+    fn: StageFn
+    batch_size: int = 1
+
+
+@dataclass(slots=True)
+class StageStats:
+    name: str
+    frames: int = 0
+    busy_s: float = 0.0
+
+    @property
+    def ms_per_frame(self) -> float:
+        return 1000.0 * self.busy_s / self.frames if self.frames else 0.0
+
+
+@dataclass(slots=True)
+class PipelineStats:
+    frames_in: int = 0
+    frames_out: int = 0
+    dropped: int = 0
+    elapsed_s: float = 0.0
+    stages: list[StageStats] = field(default_factory=list)
+
+    @property
+    def fps(self) -> float:
+        return self.frames_out / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+
+class _Stopped(Exception):
+    """Raised inside a worker when another worker failed or the run was cancelled."""
+
+
+_END = object()
+
+
+class _Channel:
+    """A bounded FIFO between two threads that gives up when the run is stopped."""
+
+    def __init__(self, capacity: int, policy: BackPressure, stop: threading.Event) -> None:
+        self._items: collections.deque[object] = collections.deque()
+        self._capacity = capacity
+        self._policy = policy
+        self._stop = stop
+        self._cond = threading.Condition()
+        self.dropped = 0
+
+    def put(self, item: object) -> None:
+        with self._cond:
+            if self._policy == "latest" and item is not _END:
+                while len(self._items) >= self._capacity:
+                    self._items.popleft()
+                    self.dropped += 1
+            else:
+                while len(self._items) >= self._capacity and item is not _END:
+                    if self._stop.is_set():
+                        raise _Stopped
+                    self._cond.wait(0.1)
+            self._items.append(item)
+            self._cond.notify_all()
+
+    def get(self) -> object:
+        with self._cond:
+            while not self._items:
+                if self._stop.is_set():
+                    raise _Stopped
+                self._cond.wait(0.1)
+            item = self._items.popleft()
+            self._cond.notify_all()
+            return item
+
+    def wake(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+
+class Pipeline:
+    """Runs ``source`` through ``stages``; the last stage is normally the sink's writer."""
+
+    def __init__(
+        self,
+        source: Iterable[FramePacket],
+        stages: Sequence[Stage],
+        *,
+        max_queue_frames: int = 4,
+        back_pressure: BackPressure = "block",
+    ) -> None:
+        if not stages:
+            raise ValueError("a pipeline needs at least one stage")
+        if max_queue_frames < 1:
+            raise ValueError(f"max_queue_frames should be >= 1, got {max_queue_frames}")
+        self.source = source
+        self.stages = list(stages)
+        self.max_queue_frames = max_queue_frames
+        self.back_pressure = back_pressure
+        self.stats = PipelineStats(stages=[StageStats("decode")] +
+                                   [StageStats(s.name) for s in self.stages])
+        self._stop = threading.Event()
+        self._errors: list[tuple[str, BaseException]] = []
+        self._lock = threading.Lock()
+
+    def cancel(self) -> None:
+        """Ask every thread to stop; ``run()`` then raises KeyboardInterrupt-free CancelledRun."""
+        self._stop.set()
+
+    def _fail(self, stage: str, exc: BaseException) -> None:
+        with self._lock:
+            self._errors.append((stage, exc))
+        self._stop.set()
+
+    def _read(self, out: _Channel) -> None:
+        stats = self.stats.stages[0]
+        try:
+            iterator = iter(self.source)
+            while not self._stop.is_set():
+                start = time.perf_counter()
+                try:
+                    packet = next(iterator)
+                except StopIteration:
+                    break
+                stats.busy_s += time.perf_counter() - start
+                stats.frames += 1
+                self.stats.frames_in += 1
+                out.put(packet)
+            out.put(_END)
+        except _Stopped:
+            pass
+        except BaseException as exc:
+            self._fail("decode", exc)
+
+    def _work(self, stage: Stage, stats: StageStats, inbox: _Channel, out: _Channel | None
+              ) -> None:
+        try:
+            ended = False
+            while not ended:
+                batch: list[FramePacket] = []
+                while len(batch) < stage.batch_size:
+                    item = inbox.get()
+                    if item is _END:
+                        ended = True
+                        break
+                    assert isinstance(item, FramePacket)
+                    batch.append(item)
+                if batch:
+                    start = time.perf_counter()
+                    results = stage.fn(batch)
+                    stats.busy_s += time.perf_counter() - start
+                    stats.frames += len(batch)
+                    for packet in results:
+                        if out is not None:
+                            out.put(packet)
+                        else:
+                            self.stats.frames_out += 1
+            if out is not None:
+                out.put(_END)
+        except _Stopped:
+            pass
+        except BaseException as exc:
+            self._fail(stage.name, exc)
+
+    def run(self, on_progress: Callable[[PipelineStats], None] | None = None,
+            progress_interval_s: float = 0.25) -> PipelineStats:
+        """Run to the end; re-raise the first stage error (its cause chained) in the caller."""
+        channels = [
+            _Channel(self.max_queue_frames, self.back_pressure if i == 0 else "block", self._stop)
+            for i in range(len(self.stages))
+        ]
+        threads = [threading.Thread(target=self._read, args=(channels[0],), name="sm-decode",
+                                    daemon=True)]
+        for i, stage in enumerate(self.stages):
+            out = channels[i + 1] if i + 1 < len(channels) else None
+            threads.append(threading.Thread(
+                target=self._work, args=(stage, self.stats.stages[i + 1], channels[i], out),
+                name=f"sm-{stage.name}", daemon=True))
+        started = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        try:
+            while any(t.is_alive() for t in threads):
+                for thread in threads:
+                    thread.join(progress_interval_s / len(threads))
+                self.stats.elapsed_s = time.perf_counter() - started
+                if on_progress is not None:
+                    on_progress(self.stats)
+        except BaseException:
+            # Ctrl-C lands here, in the main thread: stop the workers before unwinding
+            self._stop.set()
+            for channel in channels:
+                channel.wake()
+            for thread in threads:
+                thread.join(5.0)
+            raise
+        self.stats.elapsed_s = time.perf_counter() - started
+        self.stats.dropped = channels[0].dropped
+        if self._errors:
+            stage, exc = self._errors[0]
+            if hasattr(exc, "add_note"):
+                exc.add_note(f"(in pipeline stage {stage!r})")
+            raise exc
+        if self._stop.is_set():
+            raise CancelledRun("the run was cancelled")
+        return self.stats
+
+
+class CancelledRun(Exception):
+    """``Pipeline.cancel()`` stopped the run before the end of its source."""

@@ -1,0 +1,180 @@
+"""Video files in, through PyAV.
+
+Damaged input: by default the source conceals and counts. FFmpeg's decoders already conceal
+most bitstream errors themselves; a packet the decoder rejects outright is skipped and counted
+in ``damaged_packets``, a frame FFmpeg flags as corrupt is kept and counted in
+``corrupt_frames``, and a container that stops being readable part-way ends the stream early
+with ``truncated`` set. With ``strict=True`` the first of these raises SourceError instead.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from fractions import Fraction
+from pathlib import Path
+from types import TracebackType
+
+import av
+import av.container
+import av.logging
+import av.stream
+import av.video.frame
+import numpy as np
+
+from ..errors import SourceError
+from ..frames import FramePacket, RGBImage
+
+
+def _ffmpeg_reason(exc: BaseException) -> str:
+    return getattr(exc, "strerror", None) or str(exc)
+
+
+def check_input_file(path: Path) -> None:
+    """Raise SourceError naming ``path`` unless it is a non-empty regular file."""
+    if not path.exists():
+        raise SourceError(f"{path}: no such file")
+    if path.is_dir():
+        raise SourceError(f"{path}: is a directory, expected a video file")
+    if path.stat().st_size == 0:
+        raise SourceError(f"{path}: empty file (0 bytes), expected a video")
+
+
+def open_container(path: Path) -> av.container.InputContainer:
+    check_input_file(path)
+    try:
+        return av.open(str(path), mode="r")
+    except (av.error.FFmpegError, UnicodeDecodeError) as exc:
+        raise SourceError(
+            f"{path}: not a readable video ({_ffmpeg_reason(exc)}); expected a video file "
+            "such as MP4, MOV, MKV, WebM or AVI"
+        ) from exc
+
+
+def rotate_upright(image: RGBImage, rotation: int) -> RGBImage:
+    """Turn a decoded frame upright given its display-matrix rotation (degrees, CCW)."""
+    quarter_turns = (rotation // 90) % 4
+    if quarter_turns == 0:
+        return image
+    return np.ascontiguousarray(np.rot90(image, k=quarter_turns))
+
+
+class FileSource:
+    """Frames of the first video stream of a file, upright, as RGB, with their timestamps."""
+
+    is_live = False
+
+    def __init__(self, path: str | os.PathLike[str], *, strict: bool = False) -> None:
+        self.path = Path(path)
+        self.strict = strict
+        self._container: av.container.InputContainer | None = open_container(self.path)
+        container = self._container
+        if not container.streams.video:
+            kinds = sorted({s.type for s in container.streams}) or ["nothing"]
+            self.close()
+            raise SourceError(f"{self.path}: no video stream (found: {', '.join(kinds)})")
+        self._stream = container.streams.video[0]
+        self._stream.thread_type = "AUTO"
+        codec = self._stream.codec_context
+        self.codec_name: str = codec.name
+        self.time_base: Fraction = self._stream.time_base or Fraction(1, 90000)
+        rate = self._stream.average_rate or self._stream.guessed_rate
+        self.frame_rate: Fraction | None = Fraction(rate) if rate else None
+        self.frame_count: int | None = self._stream.frames or self._estimate_frame_count()
+        self.rotation: int = 0
+        self._coded_size = (codec.width, codec.height)
+        self.audio_streams = list(container.streams.audio)
+        self.damaged_packets = 0
+        self.corrupt_frames = 0
+        self.truncated = False
+        self.decoded_frames = 0
+        if self._coded_size[0] <= 0 or self._coded_size[1] <= 0:
+            self.close()
+            raise SourceError(f"{self.path}: video stream has no frame size")
+
+    def _estimate_frame_count(self) -> int | None:
+        duration = self._container.duration if self._container else None
+        if duration and self.frame_rate:
+            return round(duration / av.time_base * self.frame_rate)
+        return None
+
+    @property
+    def width(self) -> int:
+        w, h = self._coded_size
+        return h if self.rotation % 180 else w
+
+    @property
+    def height(self) -> int:
+        w, h = self._coded_size
+        return w if self.rotation % 180 else h
+
+    @property
+    def duration_s(self) -> float | None:
+        if self._container is None or not self._container.duration:
+            return None
+        return float(self._container.duration / av.time_base)
+
+    def _fail_or_count(self, what: str, exc: BaseException | None = None) -> None:
+        if self.strict:
+            detail = f" ({_ffmpeg_reason(exc)})" if exc else ""
+            raise SourceError(f"{self.path}: {what}{detail}") from exc
+
+    def __iter__(self) -> Iterator[FramePacket]:
+        if self._container is None:
+            raise SourceError(f"{self.path}: source is closed")
+        container, stream = self._container, self._stream
+        index = 0
+        packets = container.demux(stream)
+        while True:
+            try:
+                packet = next(packets)
+            except StopIteration:
+                break
+            except av.error.FFmpegError as exc:
+                self.truncated = True
+                self._fail_or_count(f"unreadable after frame {index}", exc)
+                break
+            try:
+                frames = packet.decode()
+            except av.error.FFmpegError as exc:
+                self.damaged_packets += 1
+                self._fail_or_count(f"damaged packet after frame {index}", exc)
+                continue
+            for frame in frames:
+                yield self._packet(frame, index)
+                index += 1
+        self.decoded_frames = index
+
+    def _packet(self, frame: av.video.frame.VideoFrame, index: int) -> FramePacket:
+        if frame.is_corrupt:
+            self.corrupt_frames += 1
+            self._fail_or_count(f"corrupt frame {index}")
+        if index == 0:
+            self.rotation = int(getattr(frame, "rotation", 0) or 0)
+        image = rotate_upright(frame.to_ndarray(format="rgb24"), self.rotation)
+        pts = frame.pts
+        if pts is None and self.frame_rate:
+            pts = round(index / (self.frame_rate * self.time_base))
+        return FramePacket(index=index, image=image, pts=pts, time_base=self.time_base)
+
+    def describe(self) -> str:
+        rate = f"{float(self.frame_rate):.3g} fps" if self.frame_rate else "unknown rate"
+        count = f"{self.frame_count} frames" if self.frame_count else "unknown length"
+        return f"{self.path.name}: {self.codec_name} {self._coded_size[0]}×{self._coded_size[1]}" \
+               f", {rate}, {count}, {len(self.audio_streams)} audio stream(s)"
+
+    def close(self) -> None:
+        if self._container is not None:
+            self._container.close()
+            self._container = None
+
+    def __enter__(self) -> FileSource:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
