@@ -74,20 +74,21 @@ def fit_cover(image: RGBImage, size: tuple[int, int]) -> RGBImage:
     ih, iw = image.shape[:2]
     scale = max(w / iw, h / ih)
     sw, sh = max(w, round(iw * scale)), max(h, round(ih * scale))
-    scaled = cv2.resize(image, (sw, sh), interpolation=cv2.INTER_AREA if scale < 1
-                        else cv2.INTER_LINEAR)
+    scaled = np.asarray(cv2.resize(image, (sw, sh), interpolation=cv2.INTER_AREA if scale < 1
+                                   else cv2.INTER_LINEAR), dtype=np.uint8)
     x0, y0 = (sw - w) // 2, (sh - h) // 2
     out: RGBImage = np.ascontiguousarray(scaled[y0:y0 + h, x0:x0 + w])
     return out
 
 
 def read_image_rgb(path: Path) -> RGBImage:
-    data = np.fromfile(str(path), dtype=np.uint8)
-    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    from .sources.file import check_input_file
+
+    check_input_file(path, "an image")
+    bgr = cv2.imdecode(np.fromfile(str(path), dtype=np.uint8), cv2.IMREAD_COLOR)
     if bgr is None:
         raise SourceError(f"{path}: not a readable image (expected JPEG, PNG, WebP, BMP or TIFF)")
-    rgb: RGBImage = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-    return rgb
+    return np.asarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), dtype=np.uint8)
 
 
 def _looped_video(path: Path) -> Iterator[RGBImage]:
@@ -148,8 +149,8 @@ class Compositor:
             small = cv2.resize(frame, (max(1, w // 4), max(1, h // 4)),
                                interpolation=cv2.INTER_AREA)
             small = cv2.GaussianBlur(small, (0, 0), sigma / 4)
-            blurred: RGBImage = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
-            return blurred
+            return np.asarray(cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR),
+                              dtype=np.uint8)
         if kind == "image":
             assert self._image is not None
             if self._image_sized is None or self._image_sized.shape != frame.shape:

@@ -226,9 +226,9 @@ class Pipeline:
         self.stats.elapsed_s = time.perf_counter() - started
         self.stats.dropped = channels[0].dropped
         if self._errors:
-            stage, exc = self._errors[0]
+            stage_name, exc = self._errors[0]
             if hasattr(exc, "add_note"):
-                exc.add_note(f"(in pipeline stage {stage!r})")
+                exc.add_note(f"(in pipeline stage {stage_name!r})")
             raise exc
         if self._stop.is_set():
             raise CancelledRun("the run was cancelled")

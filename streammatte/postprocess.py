@@ -24,7 +24,7 @@ class Postprocessor:
         self.rembg_compat = rembg_compat
 
     def __call__(self, raw: np.ndarray, size: tuple[int, int]) -> Alpha:
-        pred = np.asarray(raw, dtype=np.float32)
+        pred: np.ndarray = np.asarray(raw, dtype=np.float32)
         if pred.ndim == 3:  # C×H×W: pick the channel the catalog names
             pred = pred[self.spec.channel]
         if pred.ndim != 2:
@@ -41,5 +41,4 @@ class Postprocessor:
         pred = np.clip(pred, 0.0, 1.0)
         if (pred.shape[1], pred.shape[0]) != size:
             pred = cv2.resize(pred, size, interpolation=cv2.INTER_LINEAR)
-        out: Alpha = np.ascontiguousarray(pred, dtype=np.float32)
-        return out
+        return np.ascontiguousarray(pred, dtype=np.float32)

@@ -21,9 +21,8 @@ def resize_rgb(image: RGBImage, size: tuple[int, int]) -> RGBImage:
     if (image.shape[1], image.shape[0]) == size:
         return image
     shrinking = size[0] * size[1] < image.shape[0] * image.shape[1]
-    out: RGBImage = cv2.resize(image, size, interpolation=cv2.INTER_AREA if shrinking
-                               else cv2.INTER_LINEAR)
-    return out
+    out = cv2.resize(image, size, interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+    return np.asarray(out, dtype=np.uint8)
 
 
 class Preprocessor:

@@ -56,10 +56,10 @@ class Engine(ABC):
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """Run the model on ``batch`` (N samples) and return its N raw outputs."""
 
-    def reset(self) -> None:
+    def reset(self) -> None:  # noqa: B027 - optional hook, most engines keep no state
         """Forget state carried between frames (seek, scene cut, new stream)."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook
         """Release the session; safe to call twice."""
 
     def describe(self) -> str:

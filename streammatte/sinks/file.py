@@ -64,18 +64,19 @@ class _AudioTrack:
             sample_fmt = self.out_stream.codec_context.codec.audio_formats[0].name
             self._resampler = av.audio.resampler.AudioResampler(
                 format=sample_fmt, layout=layout, rate=rate)
-        self.description = f"{name} ({'copied' if self.copy else 're-encoded to ' + self.out_stream.codec_context.name})"
+        how = "copied" if self.copy else f"re-encoded to {self.out_stream.codec_context.name}"
+        self.description = f"{name} ({how})"
 
-    def packets_for(self, packet: av.packet.Packet) -> list[av.packet.Packet]:
+    def packets_for(self, packet: av.packet.Packet[Any]) -> list[av.packet.Packet[Any]]:
         if self.copy:
             if packet.dts is None:
                 return []  # the demuxer's flush packet
             packet.stream = self.out_stream
             return [packet]
-        out: list[av.packet.Packet] = []
+        out: list[av.packet.Packet[Any]] = []
         assert self._resampler is not None
         try:
-            frames = packet.decode()
+            frames: list[Any] = list(packet.decode())
         except av.error.FFmpegError:
             return []  # a damaged audio packet is dropped; the video is what we are here for
         for frame in frames:
@@ -83,11 +84,11 @@ class _AudioTrack:
                 out.extend(self.out_stream.encode(resampled))
         return out
 
-    def flush(self) -> list[av.packet.Packet]:
+    def flush(self) -> list[av.packet.Packet[Any]]:
         if self.copy:
             return []
         assert self._resampler is not None
-        out: list[av.packet.Packet] = []
+        out: list[av.packet.Packet[Any]] = []
         for resampled in self._resampler.resample(None):
             out.extend(self.out_stream.encode(resampled))
         out.extend(self.out_stream.encode(None))
@@ -105,7 +106,7 @@ class AudioCarrier:
         self._out = out
         self._by_index = {t.in_stream.index: t for t in self.tracks}
         self._packets = self._input.demux(*[t.in_stream for t in self.tracks])
-        self._pending: av.packet.Packet | None = None
+        self._pending: av.packet.Packet[Any] | None = None
         self._done = not self.tracks
 
     def mux_until(self, time_s: float | None) -> None:
@@ -118,9 +119,9 @@ class AudioCarrier:
                     self._done = True
                     break
             packet = self._pending
-            if time_s is not None and packet.pts is not None and packet.time_base is not None:
-                if float(packet.pts * packet.time_base) > time_s + _AUDIO_LEAD_S:
-                    return
+            if (time_s is not None and packet.pts is not None and packet.time_base is not None
+                    and float(packet.pts * packet.time_base) > time_s + _AUDIO_LEAD_S):
+                return
             self._pending = None
             for out_packet in self._by_index[packet.stream.index].packets_for(packet):
                 self._out.mux(out_packet)
@@ -188,8 +189,8 @@ class FileSink:
             return
         container = av.open(str(self._tmp), mode="w", options=self.format.container_options)
         self._container = container
-        stream = container.add_stream(self.format.codec, rate=self.frame_rate,
-                                      options=dict(self.format.codec_options))
+        stream: Any = container.add_stream(self.format.codec, rate=self.frame_rate,
+                                           options=dict(self.format.codec_options))
         stream.width, stream.height = w, h
         stream.pix_fmt = self.format.pix_fmt
         # Encode in the source's own time base so every timestamp (VFR included) survives.

@@ -30,14 +30,14 @@ def _ffmpeg_reason(exc: BaseException) -> str:
     return getattr(exc, "strerror", None) or str(exc)
 
 
-def check_input_file(path: Path) -> None:
+def check_input_file(path: Path, expected: str = "a video file") -> None:
     """Raise SourceError naming ``path`` unless it is a non-empty regular file."""
     if not path.exists():
         raise SourceError(f"{path}: no such file")
     if path.is_dir():
-        raise SourceError(f"{path}: is a directory, expected a video file")
+        raise SourceError(f"{path}: is a directory, expected {expected}")
     if path.stat().st_size == 0:
-        raise SourceError(f"{path}: empty file (0 bytes), expected a video")
+        raise SourceError(f"{path}: empty file (0 bytes), expected {expected}")
 
 
 def open_container(path: Path) -> av.container.InputContainer:
@@ -70,7 +70,7 @@ class FileSource:
         self._container: av.container.InputContainer | None = open_container(self.path)
         container = self._container
         if not container.streams.video:
-            kinds = sorted({s.type for s in container.streams}) or ["nothing"]
+            kinds: list[str] = sorted({str(s.type) for s in container.streams}) or ["nothing"]
             self.close()
             raise SourceError(f"{self.path}: no video stream (found: {', '.join(kinds)})")
         self._stream = container.streams.video[0]
@@ -151,7 +151,8 @@ class FileSource:
             self._fail_or_count(f"corrupt frame {index}")
         if index == 0:
             self.rotation = int(getattr(frame, "rotation", 0) or 0)
-        image = rotate_upright(frame.to_ndarray(format="rgb24"), self.rotation)
+        rgb = np.asarray(frame.to_ndarray(format="rgb24"), dtype=np.uint8)
+        image = rotate_upright(rgb, self.rotation)
         pts = frame.pts
         if pts is None and self.frame_rate:
             pts = round(index / (self.frame_rate * self.time_base))

@@ -1,0 +1,55 @@
+"""``streammatte``: argv → config → run. Each subcommand lives in ``streammatte.commands``.
+
+Errors the user can fix print as one line (``streammatte: error: clip.mp4: no such file``) and
+exit with status 2; Ctrl-C exits with 130 and leaves no partial output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import warnings
+from collections.abc import Sequence
+
+from . import __version__
+from .errors import StreamMatteError
+
+#: subcommand name → module in streammatte.commands (each has add_parser(subparsers) and run)
+COMMANDS: tuple[str, ...] = ("video", "image", "models")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="streammatte",
+        description="Remove or replace the background of video files, images and live streams.",
+    )
+    parser.add_argument("--version", action="version", version=f"streammatte {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMANDS:
+        importlib.import_module(f"streammatte.commands.{name}").add_parser(subparsers)
+    return parser
+
+
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: object = None, line: str | None = None) -> None:
+    print(f"streammatte: warning: {message}", file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    warnings.showwarning = _show_warning
+    try:
+        status: int = args.func(args)
+        return status
+    except KeyboardInterrupt:
+        print("\nstreammatte: interrupted; no partial output was left", file=sys.stderr)
+        return 130
+    except StreamMatteError as exc:
+        print(f"streammatte: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

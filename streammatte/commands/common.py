@@ -1,0 +1,78 @@
+"""Options shared by several subcommands, and the environment the CLI (not the library) reads."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+from ..config import MatteConfig
+from ..sinks.formats import FORMATS
+from ..temporal import TEMPORAL_FILTERS
+
+SubParsers = Any  # argparse's _SubParsersAction is private
+
+
+def add_engine_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("engine")
+    group.add_argument("--engine", "-e", default="u2netp",
+                       help="catalog model or builtin engine (see `streammatte models list`); "
+                       "default: u2netp")
+    group.add_argument("--model-file", type=Path, metavar="PATH",
+                       help="use this local ONNX file (verified against the catalog's sha256)")
+    group.add_argument("--models-dir", type=Path, metavar="DIR",
+                       help="model cache (default: $STREAMMATTE_MODELS_DIR or "
+                       "~/.cache/streammatte/models)")
+    group.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default: auto)")
+    group.add_argument("--rembg-compat", action="store_true",
+                       help="reproduce rembg's per-image min/max rescaling exactly (bit-parity "
+                       "with rembg; flickers on video)")
+
+
+def add_output_options(parser: argparse.ArgumentParser, *, video: bool) -> None:
+    group = parser.add_argument_group("output")
+    group.add_argument("--background", "-b", default="auto",
+                       help="transparent, blur, a colour (green, #00ff00) or an image/video "
+                       "path; default: transparent where the format has alpha, else white")
+    if video:
+        group.add_argument("--format", "-f", dest="output_format", default="auto",
+                           choices=["auto", *FORMATS],
+                           help="default: from the output extension (.mp4 H.264, .mov ProRes "
+                           "4444, .webm VP9 alpha, no extension: PNG sequence)")
+        group.add_argument("--temporal", default="none", choices=sorted(TEMPORAL_FILTERS),
+                           help="temporal smoothing of the matte (default: none)")
+        group.add_argument("--batch-size", type=int, default=1,
+                           help="frames per inference call, where the model allows")
+        group.add_argument("--strict", action="store_true",
+                           help="fail on the first damaged packet instead of concealing it")
+    else:
+        group.add_argument("--only-mask", action="store_true", help="write the matte alone")
+    group.add_argument("--overwrite", "-y", action="store_true",
+                       help="replace an existing output")
+    group.add_argument("--quiet", "-q", action="store_true", help="no progress or summary")
+
+
+def models_dir_from(args: argparse.Namespace) -> Path | None:
+    if getattr(args, "models_dir", None):
+        return Path(args.models_dir)
+    env = os.environ.get("STREAMMATTE_MODELS_DIR")
+    return Path(env) if env else None
+
+
+def config_from(args: argparse.Namespace) -> MatteConfig:
+    options: dict[str, Any] = {
+        "engine": args.engine,
+        "model_file": args.model_file,
+        "models_dir": models_dir_from(args),
+        "device": args.device,
+        "rembg_compat": args.rembg_compat,
+        "background": args.background,
+        "overwrite": args.overwrite,
+    }
+    for name in ("output_format", "temporal", "batch_size", "strict"):
+        if hasattr(args, name):
+            options[name] = getattr(args, name)
+    if getattr(args, "only_mask", False):
+        options["output_format"] = "matte"
+    return MatteConfig.from_options(options)
