@@ -70,6 +70,14 @@ class Matter:
         return self.temporal(alpha, image)
 
 
+def _split_engine(engine: str | Engine | None, config: MatteConfig | None,
+                  options: dict[str, Any]) -> tuple[Engine | None, MatteConfig]:
+    if isinstance(engine, str):
+        options = {**options, "engine": engine}
+        engine = None
+    return engine, (config or MatteConfig()).with_options(**options)
+
+
 def _same_file(a: Path, b: Path) -> bool:
     try:
         return a.resolve() == b.resolve() or (b.exists() and os.path.samefile(a, b))
@@ -134,7 +142,7 @@ def matte_video(
     *,
     on_progress: Callable[[PipelineStats], None] | None = None,
     on_download: ProgressFn | None = None,
-    engine: Engine | None = None,
+    engine: str | Engine | None = None,
     **options: Any,
 ) -> RunReport:
     """Remove or replace the background of a video file.
@@ -142,8 +150,9 @@ def matte_video(
     ``options`` are MatteConfig fields (``engine="u2net"``, ``background="blur"``, …). The
     output is written to a temporary file beside ``output_path`` and renamed on success; the
     input is never touched. Audio streams are carried over; timestamps are kept.
+    ``engine`` is a name (like the config field) or an open Engine to reuse across calls.
     """
-    config = (config or MatteConfig()).with_options(**options)
+    engine, config = _split_engine(engine, config, options)
     src, dst = Path(input_path), Path(output_path)
     if _same_file(src, dst):
         raise ConfigError(f"{dst}: output would overwrite the input; choose another path")
@@ -191,6 +200,10 @@ def _source_notes(source: FileSource) -> list[str]:
     if source.truncated:
         notes.append(f"{source.path.name}: the file ends early (truncated); "
                      f"{source.decoded_frames} frame(s) were read")
+    if source.reordered_timestamps:
+        notes.append(f"{source.path.name}: {source.reordered_timestamps} frame timestamps were "
+                     "in decode order (e.g. AVI with packed B-frames) and were put in display "
+                     "order")
     if source.rotation:
         notes.append(f"{source.path.name}: rotated {source.rotation}° by its metadata; "
                      "the output is upright")
@@ -202,13 +215,13 @@ def matte_image(
     output_path: str | os.PathLike[str] | None = None,
     config: MatteConfig | None = None,
     *,
-    engine: Engine | None = None,
+    engine: str | Engine | None = None,
     on_download: ProgressFn | None = None,
     **options: Any,
 ) -> np.ndarray:
     """Matte one still image. Returns the output array (RGBA cut-out by default) and writes it
     to ``output_path`` (PNG keeps alpha; JPEG needs a background) when one is given."""
-    config = (config or MatteConfig()).with_options(**options)
+    engine, config = _split_engine(engine, config, options)
     src = Path(input_path)
     dst = Path(output_path) if output_path is not None else None
     if dst is not None:

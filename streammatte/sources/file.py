@@ -5,11 +5,18 @@ most bitstream errors themselves; a packet the decoder rejects outright is skipp
 in ``damaged_packets``, a frame FFmpeg flags as corrupt is kept and counted in
 ``corrupt_frames``, and a container that stops being readable part-way ends the stream early
 with ``truncated`` set. With ``strict=True`` the first of these raises SourceError instead.
+
+Timestamps: decoders return frames in display order, but some containers (AVI with packed
+B-frames, the "Megamind" case) stamp them with decode-order times. A small reorder window hands
+out the timestamps in increasing order, which is what they were meant to be; well-formed
+streams pass through unchanged. ``reordered_timestamps`` counts the frames it restamped.
 """
 
 from __future__ import annotations
 
+import heapq
 import os
+from collections import deque
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
@@ -24,6 +31,9 @@ import numpy as np
 
 from ..errors import SourceError
 from ..frames import FramePacket, RGBImage
+
+
+_REORDER_WINDOW = 4  # frames; more than any B-frame pyramid FFmpeg's MPEG-4 decoder emits
 
 
 def _ffmpeg_reason(exc: BaseException) -> str:
@@ -88,6 +98,7 @@ class FileSource:
         self.corrupt_frames = 0
         self.truncated = False
         self.decoded_frames = 0
+        self.reordered_timestamps = 0
         if self._coded_size[0] <= 0 or self._coded_size[1] <= 0:
             self.close()
             raise SourceError(f"{self.path}: video stream has no frame size")
@@ -120,6 +131,26 @@ class FileSource:
             raise SourceError(f"{self.path}: {what}{detail}") from exc
 
     def __iter__(self) -> Iterator[FramePacket]:
+        window: deque[FramePacket] = deque()
+        pending_pts: list[int] = []
+        for packet in self._decoded():
+            window.append(packet)
+            if packet.pts is None:
+                continue
+            heapq.heappush(pending_pts, packet.pts)
+            if len(window) > _REORDER_WINDOW:
+                yield self._restamp(window.popleft(), heapq.heappop(pending_pts))
+        while window:
+            head = window.popleft()
+            yield self._restamp(head, heapq.heappop(pending_pts)) if pending_pts else head
+
+    def _restamp(self, packet: FramePacket, pts: int) -> FramePacket:
+        if packet.pts != pts:
+            self.reordered_timestamps += 1
+            packet.pts = pts
+        return packet
+
+    def _decoded(self) -> Iterator[FramePacket]:
         if self._container is None:
             raise SourceError(f"{self.path}: source is closed")
         container, stream = self._container, self._stream
