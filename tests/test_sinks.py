@@ -130,6 +130,7 @@ def test_png_sequence_with_sidecar_audio(clip: tuple[Path, list[np.ndarray]],
     pngs = sorted(out.glob("frame_*.png"))
     assert len(pngs) == 12 == report.frames_out
     first = cv2.imread(str(pngs[0]), cv2.IMREAD_UNCHANGED)
+    assert first is not None
     assert first.shape == (48, 64, 4)
     assert np.mean(np.abs(first[..., 3] / 255.0 - truth[0])) < 0.02
     with av.open(str(out / "audio.mka")) as sidecar:
@@ -205,6 +206,7 @@ def test_odd_frame_sizes(tmp_path: Path, fmt: str, suffix: str, size: tuple[int,
                          background="white" if fmt == "h264" else "auto")
     if fmt == "png":
         image = cv2.imread(str(next(out.glob("*.png"))), cv2.IMREAD_UNCHANGED)
+        assert image is not None
         assert (image.shape[1], image.shape[0]) == size
     else:
         container, frames = _video_frames(out)
@@ -221,7 +223,7 @@ def test_format_is_chosen_by_extension(tmp_path: Path) -> None:
     assert format_for(tmp_path / "frames").name == "png"
     with pytest.raises(ConfigError, match=r"a\.avi: cannot tell the output format"):
         format_for(tmp_path / "a.avi")
-    with pytest.raises(ConfigError, match="format prores4444 writes .mov"):
+    with pytest.raises(ConfigError, match=r"format prores4444 writes \.mov"):
         format_for(tmp_path / "a.mp4", "prores4444")
     assert set(FORMATS) == {"h264", "hevc", "prores4444", "vp9", "png", "matte"}
 

@@ -32,7 +32,6 @@ import numpy as np
 from ..errors import SourceError
 from ..frames import FramePacket, RGBImage
 
-
 _REORDER_WINDOW = 4  # frames; more than any B-frame pyramid FFmpeg's MPEG-4 decoder emits
 
 
