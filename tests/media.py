@@ -12,6 +12,15 @@ from streammatte.inference.base import Engine
 from streammatte.models.catalog import InputSpec, OutputSpec
 
 
+def imread(path: Path, flags: int = -1) -> np.ndarray:
+    """cv2.imread that fails loudly (flags default: IMREAD_UNCHANGED)."""
+    import cv2
+
+    image = cv2.imread(str(path), flags)
+    assert image is not None, f"{path}: unreadable image"
+    return np.asarray(image)
+
+
 def square_frame(index: int, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
     """A bright square moving right over a dark textured background: (RGB frame, true alpha)."""
     yy, xx = np.mgrid[0:height, 0:width]

@@ -11,7 +11,7 @@ import av
 import cv2
 import numpy as np
 import pytest
-from media import BrightnessEngine, make_video
+from media import BrightnessEngine, imread, make_video
 
 from streammatte import matte_video
 from streammatte.errors import ConfigError
@@ -129,7 +129,7 @@ def test_png_sequence_with_sidecar_audio(clip: tuple[Path, list[np.ndarray]],
     report = matte_video(src, out, engine=BrightnessEngine())
     pngs = sorted(out.glob("frame_*.png"))
     assert len(pngs) == 12 == report.frames_out
-    first = cv2.imread(str(pngs[0]), cv2.IMREAD_UNCHANGED)
+    first = imread(pngs[0])
     assert first is not None
     assert first.shape == (48, 64, 4)
     assert np.mean(np.abs(first[..., 3] / 255.0 - truth[0])) < 0.02
@@ -205,7 +205,7 @@ def test_odd_frame_sizes(tmp_path: Path, fmt: str, suffix: str, size: tuple[int,
     report = matte_video(src, out, engine=BrightnessEngine(), output_format=fmt,
                          background="white" if fmt == "h264" else "auto")
     if fmt == "png":
-        image = cv2.imread(str(next(out.glob("*.png"))), cv2.IMREAD_UNCHANGED)
+        image = imread(next(out.glob("*.png")))
         assert image is not None
         assert (image.shape[1], image.shape[0]) == size
     else:

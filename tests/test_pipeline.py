@@ -1,0 +1,123 @@
+"""The threaded pipeline: order, bounded memory, errors, back-pressure."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+from streammatte.frames import FramePacket
+from streammatte.pipeline import CancelledRun, Pipeline, Stage
+
+
+def _frames(n: int, produced: list[int] | None = None) -> Iterator[FramePacket]:
+    for i in range(n):
+        if produced is not None:
+            produced.append(i)
+        yield FramePacket(index=i, image=np.zeros((2, 2, 3), np.uint8), pts=i * 10,
+                          time_base=None)
+
+
+def test_every_frame_arrives_in_order() -> None:
+    seen: list[int] = []
+
+    def double(batch: list[FramePacket]) -> list[FramePacket]:
+        return batch
+
+    def collect(batch: list[FramePacket]) -> list[FramePacket]:
+        seen.extend(p.index for p in batch)
+        return batch
+
+    stats = Pipeline(_frames(200), [Stage("a", double, batch_size=3), Stage("b", collect)],
+                     max_queue_frames=2).run()
+    assert seen == list(range(200))
+    assert stats.frames_in == stats.frames_out == 200
+    assert [s.name for s in stats.stages] == ["decode", "a", "b"]
+    assert all(s.frames == 200 for s in stats.stages)
+
+
+def test_frames_in_flight_are_bounded_by_the_queues() -> None:
+    """A slow sink stalls the source instead of letting frames pile up in memory."""
+    produced: list[int] = []
+    written: list[int] = []
+    worst_lead = 0
+
+    def slow_write(batch: list[FramePacket]) -> list[FramePacket]:
+        nonlocal worst_lead
+        time.sleep(0.002)
+        written.extend(p.index for p in batch)
+        worst_lead = max(worst_lead, len(produced) - len(written))
+        return batch
+
+    stages = [Stage("a", lambda b: b), Stage("b", lambda b: b), Stage("write", slow_write)]
+    Pipeline(_frames(300, produced), stages, max_queue_frames=3).run()
+    # 3 queues of 3, plus one frame held by each of the 4 threads
+    assert worst_lead <= 3 * 3 + 4
+    assert written == list(range(300))
+
+
+def test_stage_error_stops_everything_and_is_reraised() -> None:
+    produced: list[int] = []
+
+    def explode(batch: list[FramePacket]) -> list[FramePacket]:
+        if batch[0].index == 7:
+            raise ValueError("bad frame 7")
+        return batch
+
+    pipeline = Pipeline(_frames(10_000, produced), [Stage("explode", explode),
+                                                    Stage("sink", lambda b: b)])
+    with pytest.raises(ValueError, match="bad frame 7") as info:
+        pipeline.run()
+    assert "(in pipeline stage 'explode')" in getattr(info.value, "__notes__", [])
+    assert len(produced) < 100, "the source must stop soon after the failure"
+    assert not [t for t in threading.enumerate() if t.name.startswith("sm-")]
+
+
+def test_source_error_is_reraised() -> None:
+    def broken() -> Iterator[FramePacket]:
+        yield from _frames(3)
+        raise OSError("disk went away")
+
+    with pytest.raises(OSError, match="disk went away"):
+        Pipeline(broken(), [Stage("sink", lambda b: b)]).run()
+
+
+def test_latest_policy_drops_and_counts() -> None:
+    def slow(batch: list[FramePacket]) -> list[FramePacket]:
+        time.sleep(0.005)
+        return batch
+
+    stats = Pipeline(_frames(300), [Stage("slow", slow)], max_queue_frames=1,
+                     back_pressure="latest").run()
+    assert stats.dropped > 0
+    assert stats.frames_out + stats.dropped == 300
+
+
+def test_cancel_stops_the_run() -> None:
+    pipeline: Pipeline
+
+    def cancel_at_5(batch: list[FramePacket]) -> list[FramePacket]:
+        if batch[0].index == 5:
+            pipeline.cancel()
+        return batch
+
+    pipeline = Pipeline(_frames(10_000), [Stage("c", cancel_at_5)])
+    with pytest.raises(CancelledRun):
+        pipeline.run()
+
+
+def test_progress_is_reported_from_the_callers_thread() -> None:
+    threads: set[str] = set()
+
+    def on_progress(stats: object) -> None:
+        threads.add(threading.current_thread().name)
+
+    def slow(batch: list[FramePacket]) -> list[FramePacket]:
+        time.sleep(0.001)
+        return batch
+
+    Pipeline(_frames(100), [Stage("s", slow)]).run(on_progress, progress_interval_s=0.01)
+    assert threads == {threading.current_thread().name}
