@@ -1,0 +1,212 @@
+"""The benchmark behind the README's speed table: engine-only vs end-to-end, in one run.
+
+Machines are shared and noisy, so every figure that matters is a ratio measured in the same
+process, minutes apart at most: end-to-end fps over engine-only fps, and peak memory of a run
+over the same clip played once vs several times (memory must stay flat in video length).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .api import Matter, build_stages
+from .compose import Compositor, parse_background
+from .frames import FramePacket
+from .inference import Engine, open_engine
+from .pipeline import Pipeline, PipelineStats
+from .sinks.file import FileSink
+from .sinks.formats import FORMATS
+from .sources.file import FileSource
+
+
+def current_rss_bytes() -> int:
+    """Resident set size of this process now (Linux /proc; 0 where unavailable)."""
+    try:
+        with open(f"/proc/{os.getpid()}/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+class RssSampler:
+    """Samples RSS on a background thread; ``peak`` is the highest value seen while running."""
+
+    def __init__(self, interval_s: float = 0.05) -> None:
+        self.interval_s = interval_s
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sm-rss", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, current_rss_bytes())
+            self._stop.wait(self.interval_s)
+
+    def __enter__(self) -> RssSampler:
+        self.peak = current_rss_bytes()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, current_rss_bytes())
+
+
+def looped_frames(path: Path, frames: int, loops: int) -> Iterator[FramePacket]:
+    """The first ``frames`` frames of ``path``, played ``loops`` times with increasing
+    timestamps, as one longer video."""
+    offset = 0
+    index = 0
+    for _ in range(loops):
+        last_pts = 0
+        with FileSource(path) as source:
+            for i, packet in enumerate(source):
+                if i >= frames:
+                    break
+                last_pts = packet.pts or 0
+                packet.pts = (packet.pts or 0) + offset
+                packet.index = index
+                index += 1
+                yield packet
+            step = round(1 / (source.frame_rate * source.time_base)) if source.frame_rate else 1
+        offset += last_pts + step
+
+
+@dataclass(slots=True)
+class BenchResult:
+    clip: str
+    engine: str
+    frames: int
+    engine_fps: float
+    end_to_end_fps: float
+    stages: PipelineStats
+    rss_by_length: dict[int, int] = field(default_factory=dict)
+    rembg_fps: float | None = None
+    rembg_note: str | None = None
+
+    @property
+    def ratio(self) -> float:
+        return self.end_to_end_fps / self.engine_fps if self.engine_fps else 0.0
+
+
+def measure_engine_only(engine: Engine, matter: Matter, images: list[np.ndarray]) -> float:
+    """fps of ``engine.infer`` alone on already-preprocessed frames (after one warm-up)."""
+    samples = [matter.preprocess(image) for image in images]
+    engine.infer(samples[0][None])
+    started = time.perf_counter()
+    for sample in samples:
+        engine.infer(sample[None])
+    return len(samples) / (time.perf_counter() - started)
+
+
+def run_end_to_end(clip: Path, engine: Engine, frames: int, loops: int, out_dir: Path
+                   ) -> tuple[PipelineStats, int]:
+    """Decode → … → H.264 encode of the clip's first ``frames`` frames ``loops`` times;
+    returns the stats and the peak RSS during the run."""
+    with FileSource(clip) as probe:
+        rate = probe.frame_rate
+    matter = Matter(engine)
+    compositor = Compositor(parse_background("blur"), "rgb")
+    out = out_dir / f"bench-{loops}.mp4"
+    with RssSampler() as rss, FileSink(out, FORMATS["h264"], frame_rate=rate,
+                                       overwrite=True) as sink:
+        stages = build_stages(matter, compositor, sink.write, batch_size=1)
+        stats = Pipeline(looped_frames(clip, frames, loops), stages).run()
+    return stats, rss.peak
+
+
+def measure_rembg(images: list[np.ndarray], model_file: Path, model: str
+                  ) -> tuple[float | None, str]:
+    """fps of rembg.remove() per frame with the same ONNX file, as a rembg user runs video."""
+    try:
+        from PIL import Image
+        from rembg import new_session, remove
+    except ImportError:
+        return None, "rembg not installed (pip install 'streammatte[bench]')"
+    # rembg looks for <U2NET_HOME>/<model>.onnx and only downloads when it is missing
+    os.environ["U2NET_HOME"] = str(model_file.parent)
+    session = new_session(model)
+    pictures = [Image.fromarray(image) for image in images]
+    remove(pictures[0], session=session)
+    started = time.perf_counter()
+    for picture in pictures:
+        remove(picture, session=session)
+    return len(pictures) / (time.perf_counter() - started), f"rembg remove() with {model_file}"
+
+
+def run_benchmark(
+    clip: Path,
+    *,
+    engine_name: str = "u2netp",
+    frames: int = 40,
+    lengths: tuple[int, ...] = (1, 3),
+    with_rembg: bool = True,
+    models_dir: Path | None = None,
+    log: Callable[[str], None] = lambda _: None,
+) -> BenchResult:
+    engine = open_engine(engine_name, models_dir=models_dir, device="cpu")
+    try:
+        matter = Matter(engine)
+        with FileSource(clip) as source:
+            images = [p.image for _, p in zip(range(frames), source, strict=False)]
+        count = len(images)
+        log(f"engine only: {count} frames")
+        engine_fps = measure_engine_only(engine, matter, images)
+        if not with_rembg:
+            del images  # the memory rows should show the pipeline, not this list
+        rss: dict[int, int] = {}
+        with tempfile.TemporaryDirectory(prefix="streammatte-bench-") as tmp:
+            stats = None
+            for loops in lengths:
+                log(f"end to end: {count * loops} frames")
+                run_stats, peak = run_end_to_end(clip, engine, count, loops, Path(tmp))
+                rss[count * loops] = peak
+                stats = stats or run_stats
+        assert stats is not None
+        result = BenchResult(clip=clip.name, engine=engine.describe(), frames=count,
+                             engine_fps=engine_fps, end_to_end_fps=stats.fps, stages=stats,
+                             rss_by_length=rss)
+        if with_rembg and engine_name in ("u2netp", "u2net"):
+            from .inference import resolve_model
+            from .models.catalog import get_spec
+
+            log("rembg per-frame API")
+            path = resolve_model(get_spec(engine_name), models_dir=models_dir)
+            result.rembg_fps, result.rembg_note = measure_rembg(images, path, engine_name)
+        return result
+    finally:
+        engine.close()
+
+
+def format_table(result: BenchResult) -> str:
+    lines = [
+        f"clip: {result.clip}, {result.frames} frames; engine: {result.engine}",
+        "",
+        "| measure | value |",
+        "|---|---|",
+        f"| engine-only fps | {result.engine_fps:.2f} |",
+        f"| end-to-end fps (decode → matte → blur composite → H.264) | "
+        f"{result.end_to_end_fps:.2f} |",
+        f"| end-to-end / engine-only | {result.ratio:.2f} |",
+    ]
+    for stage in result.stages.stages:
+        lines.append(f"| {stage.name} ms/frame (busy time in its own thread) | "
+                     f"{stage.ms_per_frame:.1f} |")
+    for length, peak in sorted(result.rss_by_length.items()):
+        lines.append(f"| peak RSS, {length}-frame run | {peak / 2**20:.0f} MiB |")
+    if result.rembg_fps is not None:
+        lines.append(f"| rembg remove() per frame, same model file, fps | {result.rembg_fps:.2f} |")
+        lines.append(f"| streammatte end-to-end / rembg | "
+                     f"{result.end_to_end_fps / result.rembg_fps:.2f} |")
+    elif result.rembg_note:
+        lines.append(f"| rembg comparison | {result.rembg_note} |")
+    return "\n".join(lines)
