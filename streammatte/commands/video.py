@@ -28,11 +28,15 @@ def run(args: argparse.Namespace) -> int:
     config = config_from(args)
     with FileSource(args.input) as probe:
         total = probe.frame_count
-        if not args.quiet:
-            print(probe.describe(), file=sys.stderr)
+        described = probe.describe()
     bar = ProgressLine(total, enabled=None if not args.quiet else False)
+    started = False
 
     def on_progress(stats: PipelineStats) -> None:
+        nonlocal started
+        if not started and not args.quiet:  # said once the options are known to be good
+            print(described, file=sys.stderr)
+        started = True
         bar.update(stats.frames_out, stats.elapsed_s)
 
     report = matte_video(args.input, args.output, config, on_progress=on_progress,
