@@ -1,0 +1,535 @@
+"""The HTTP API and the page: images in one request, videos as jobs.
+
+=======================  ===========================================================
+``POST /api/remove``     multipart image → PNG (or JPEG/WebP) with the background removed
+``POST /api/jobs``       multipart video → ``{"id": …}`` (202); processed in the background
+``GET /api/jobs/{id}``   state, progress, fps, ETA, error
+``GET /api/jobs/{id}/result``  the finished video
+``DELETE /api/jobs/{id}``      cancel and remove its files
+``GET /api/engines``     engines this server offers
+``GET /api/info``        limits, formats, installed extensions
+``GET /api/openapi.json``  the OpenAPI 3 description of all of the above
+=======================  ===========================================================
+
+Errors are JSON ``{"error": "…"}`` with a status that says whose fault it was: 400 bad
+option, 401 token, 404 unknown job, 409 result not ready, 413 too large, 415 wrong file type,
+422 right type but unreadable, 503 queue full.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from aiohttp import BodyPartReader, web
+
+from .. import __version__
+from ..api import matte_image
+from ..compose import NAMED_COLOURS, parse_background
+from ..config import MatteConfig
+from ..errors import ConfigError
+from ..sinks.formats import FORMATS
+from ..temporal import TEMPORAL_FILTERS
+from .app import EXTENSIONS_KEY, SETTINGS_KEY, STATIC_DIR, ServerSettings, api_error
+from .jobs import MEDIA_TYPES, EngineProvider, Job, JobManager, QueueFullError, VideoOptions
+from .probe import IMAGE_TYPES, VIDEO_TYPES, MediaInfo, ProbeError, probe
+
+#: the engine provider and the job manager, for extensions that want to share them
+ENGINES_KEY = web.AppKey("streammatte.engines", EngineProvider)
+JOBS_KEY = web.AppKey("streammatte.jobs", JobManager)
+
+IMAGE_FORMATS: dict[str, tuple[str, str]] = {
+    "png": (".png", "image/png"), "webp": (".webp", "image/webp"),
+    "jpeg": (".jpg", "image/jpeg"),
+}
+#: video formats a job may produce (the PNG sequence is a folder: not offered over HTTP)
+VIDEO_FORMATS: tuple[str, ...] = ("vp9", "h264", "hevc", "prores4444", "matte")
+IMAGE_OPTIONS = ("engine", "background", "only_mask", "format")
+VIDEO_OPTIONS = ("engine", "background", "format", "temporal")
+
+_FIELD_LIMIT = 4096
+_FORM_OVERHEAD = 64 * 1024  # multipart boundaries and option fields around the file
+_CHUNK = 256 * 1024
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+# -- options ----------------------------------------------------------------------------------
+
+def check_background(value: str) -> str:
+    """A background the server accepts: never a path (a client must not make the server read
+    its own files)."""
+    text = value.strip().lower()
+    if text in ("auto", "transparent", "none", "alpha", "blur") or text in NAMED_COLOURS:
+        return text
+    if text.startswith("#"):
+        parse_background(text)  # raises ConfigError naming the value
+        return text
+    raise ConfigError(f"background {value!r}: expected auto, transparent, blur, a colour "
+                      f"({', '.join(NAMED_COLOURS)}) or #rrggbb")
+
+
+def _flag(name: str, value: str) -> bool:
+    text = value.strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ConfigError(f"{name} should be true or false, got {value!r}")
+
+
+def _known(options: dict[str, str], allowed: tuple[str, ...]) -> None:
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ConfigError(f"unknown option(s) {unknown} (known: {', '.join(allowed)})")
+
+
+def _choice(name: str, value: str, choices: tuple[str, ...] | list[str]) -> str:
+    text = value.strip().lower()
+    if text not in choices:
+        raise ConfigError(f"unknown {name} {value!r} (choose from: {', '.join(choices)})")
+    return text
+
+
+# -- uploads ----------------------------------------------------------------------------------
+
+async def _read_upload(request: web.Request, folder: Path) -> tuple[Path, str, dict[str, str]]:
+    """Stream the multipart ``file`` part to ``folder/upload`` (capped); return it, the client's
+    file name, and the other fields merged over the query string."""
+    settings = request.app[SETTINGS_KEY]
+    cap = settings.max_upload_bytes
+    if request.content_length is not None and request.content_length > cap + _FORM_OVERHEAD:
+        raise _too_large(request.content_length, cap)
+    if request.content_type != "multipart/form-data":
+        raise api_error(web.HTTPBadRequest, "expected multipart/form-data with a 'file' field "
+                        f"(got {request.content_type or 'no content type'})")
+    options = {k: v for k, v in request.query.items() if k != "token"}
+    target = folder / "upload"
+    filename: str | None = None
+    reader = await request.multipart()
+    while (part := await reader.next()) is not None:
+        if not isinstance(part, BodyPartReader):
+            raise api_error(web.HTTPBadRequest, "nested multipart bodies are not supported")
+        if part.name == "file":
+            if filename is not None:
+                raise api_error(web.HTTPBadRequest, "one file per request")
+            filename = part.filename or "upload"
+            written = 0
+            with target.open("wb") as out:
+                while chunk := await part.read_chunk(_CHUNK):
+                    written += len(chunk)
+                    if written > cap:
+                        raise _too_large(written, cap, at_least=True)
+                    out.write(chunk)
+        elif part.name:
+            value = bytearray()
+            while chunk := await part.read_chunk(_FIELD_LIMIT):
+                value += chunk
+                if len(value) > _FIELD_LIMIT:
+                    raise api_error(web.HTTPBadRequest, f"field {part.name!r} is too long")
+            options[part.name] = value.decode("utf-8", "replace")
+    if filename is None:
+        raise api_error(web.HTTPBadRequest, "no file in the request: send multipart/form-data "
+                        "with the file in a field named 'file'")
+    return target, Path(filename).name or "upload", options
+
+
+def _too_large(size: int, cap: int, *, at_least: bool = False) -> web.HTTPException:
+    more = "more than " if at_least else ""
+    return api_error(web.HTTPRequestEntityTooLarge,
+                     f"upload is {more}{_mb(size)}; this server accepts up to {_mb(cap)}")
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n >= 100_000 else f"{n} bytes"
+
+
+async def _probe(request: web.Request, path: Path, filename: str, kind: str) -> MediaInfo:
+    jobs = request.app[JOBS_KEY]
+    try:
+        info = await jobs.run_blocking(lambda: probe(path, filename))
+    except ProbeError as exc:
+        raise api_error(web.HTTPUnsupportedMediaType if exc.unsupported
+                        else web.HTTPUnprocessableEntity, str(exc)) from exc
+    if info.kind != kind:
+        where = "POST /api/remove" if info.kind == "image" else "POST /api/jobs"
+        raise api_error(web.HTTPUnsupportedMediaType,
+                        f"{filename}: this is {'an' if info.kind == 'image' else 'a'} "
+                        f"{info.kind} ({info.format}); expected "
+                        f"{IMAGE_TYPES if kind == 'image' else VIDEO_TYPES} here "
+                        f"(send {info.kind}s to {where})")
+    _check_caps(request.app[SETTINGS_KEY], info, filename)
+    return info
+
+
+def _check_caps(settings: ServerSettings, info: MediaInfo, filename: str) -> None:
+    size = f"{info.width}×{info.height}"
+    if info.kind == "image" and info.pixels > settings.max_image_pixels:
+        raise api_error(web.HTTPRequestEntityTooLarge,
+                        f"{filename}: image is {size} ({info.pixels / 1e6:.1f} MP); this server "
+                        f"accepts up to {settings.max_image_pixels / 1e6:.1f} MP")
+    if info.kind == "video":
+        if info.pixels > settings.max_video_pixels:
+            raise api_error(web.HTTPRequestEntityTooLarge,
+                            f"{filename}: video is {size} ({info.pixels / 1e6:.1f} MP per "
+                            f"frame); this server accepts up to "
+                            f"{settings.max_video_pixels / 1e6:.1f} MP (3840×2160 is 8.3 MP)")
+        if info.duration_s is not None and info.duration_s > settings.max_video_duration_s:
+            raise api_error(web.HTTPRequestEntityTooLarge,
+                            f"{filename}: video is {info.duration_s:.1f} s long; this server "
+                            f"accepts up to {settings.max_video_duration_s:g} s")
+
+
+def _bad_option(exc: ConfigError) -> web.HTTPException:
+    return api_error(web.HTTPBadRequest, str(exc))
+
+
+# -- handlers ---------------------------------------------------------------------------------
+
+async def index(request: web.Request) -> web.StreamResponse:
+    return web.FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-store"})
+
+
+async def info(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS_KEY]
+    return web.json_response({
+        "version": __version__,
+        "default_engine": settings.engine,
+        "limits": {
+            "max_upload_bytes": settings.max_upload_bytes,
+            "max_image_pixels": settings.max_image_pixels,
+            "max_video_pixels": settings.max_video_pixels,
+            "max_video_duration_s": settings.max_video_duration_s,
+            "max_concurrent_jobs": settings.max_concurrent_jobs,
+            "max_queued_jobs": settings.max_queued_jobs,
+            "job_expiry_s": settings.job_expiry_s,
+        },
+        "image_formats": list(IMAGE_FORMATS),
+        "video_formats": [{"name": n, "description": FORMATS[n].description,
+                           "extension": FORMATS[n].extension, "alpha": FORMATS[n].alpha}
+                          for n in VIDEO_FORMATS],
+        "temporal": sorted(TEMPORAL_FILTERS),
+        "backgrounds": ["auto", "transparent", "blur", *NAMED_COLOURS],
+        "extensions": request.app[EXTENSIONS_KEY],
+    })
+
+
+async def list_engines(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS_KEY]
+    return web.json_response({"default": settings.engine,
+                              "engines": request.app[ENGINES_KEY].describe()})
+
+
+def _image_config(options: dict[str, str], provider: EngineProvider,
+                  settings: ServerSettings) -> tuple[MatteConfig, str]:
+    _known(options, IMAGE_OPTIONS)
+    engine = provider.check(options.get("engine", settings.engine), for_image=True)
+    fmt = _choice("format", options.get("format", "png"), list(IMAGE_FORMATS))
+    only_mask = _flag("only_mask", options.get("only_mask", "false"))
+    background = check_background(options.get("background", "auto"))
+    if fmt == "jpeg" and not only_mask:
+        if background == "auto":
+            background = "white"
+        elif parse_background(background).is_transparent:
+            raise ConfigError("JPEG has no alpha channel: choose a background colour, or "
+                              "format png or webp")
+    config = MatteConfig(engine=engine, background=background,
+                         output_format="matte" if only_mask else "auto",
+                         models_dir=settings.models_dir, device=settings.device)
+    return config, fmt
+
+
+def _encode_image(image: np.ndarray, fmt: str) -> bytes:
+    if image.ndim == 3:
+        if fmt == "jpeg":
+            image = cv2.cvtColor(image[..., :3], cv2.COLOR_RGB2BGR)
+        else:
+            image = cv2.cvtColor(image, cv2.COLOR_RGBA2BGRA if image.shape[2] == 4
+                                 else cv2.COLOR_RGB2BGR)
+    ok, encoded = cv2.imencode(IMAGE_FORMATS[fmt][0], image)
+    if not ok:  # pragma: no cover - OpenCV encodes every array this module makes
+        raise ConfigError(f"cannot encode the result as {fmt}")
+    return bytes(encoded.tobytes())
+
+
+async def remove_background(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS_KEY]
+    jobs, provider = request.app[JOBS_KEY], request.app[ENGINES_KEY]
+    _, folder = jobs.new_dir(image=True)
+    try:
+        path, filename, options = await _read_upload(request, folder)
+        try:
+            config, fmt = _image_config(options, provider, settings)
+        except ConfigError as exc:
+            raise _bad_option(exc) from exc
+        await _probe(request, path, filename, "image")
+
+        def work() -> tuple[bytes, str]:
+            with provider.acquire(config.engine) as engine:
+                out = matte_image(path, None, config, engine=engine)
+                return _encode_image(out, fmt), engine.describe()
+
+        started = time.perf_counter()
+        body, described = await jobs.run_image(work)
+        elapsed = time.perf_counter() - started
+    finally:
+        await jobs.run_blocking(lambda: shutil.rmtree(folder, ignore_errors=True))
+    extension, media_type = IMAGE_FORMATS[fmt]
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(filename).stem)[:80] or "image"
+    return web.Response(body=body, content_type=media_type, headers={
+        "Content-Disposition": f'inline; filename="{stem}-nobg{extension}"',
+        "X-Streammatte-Engine": described,
+        "X-Streammatte-Elapsed-S": f"{elapsed:.3f}",
+    })
+
+
+def _video_options(options: dict[str, str], provider: EngineProvider,
+                   settings: ServerSettings) -> VideoOptions:
+    _known(options, VIDEO_OPTIONS)
+    engine = provider.check(options.get("engine", settings.engine))
+    fmt = _choice("format", options.get("format", "vp9"), VIDEO_FORMATS)
+    temporal = _choice("temporal", options.get("temporal", "none"), sorted(TEMPORAL_FILTERS))
+    background = check_background(options.get("background", "auto"))
+    if not FORMATS[fmt].alpha and not FORMATS[fmt].matte_only \
+            and parse_background(background if background != "auto" else "white").is_transparent:
+        raise ConfigError(f"format {fmt} has no alpha channel: choose a background colour or "
+                          "blur, or format vp9 or prores4444")
+    return VideoOptions(engine=engine, background=background, output_format=fmt,
+                        temporal=temporal)
+
+
+async def create_job(request: web.Request) -> web.Response:
+    jobs, provider = request.app[JOBS_KEY], request.app[ENGINES_KEY]
+    job_id, folder = jobs.new_dir()
+    try:
+        path, filename, options = await _read_upload(request, folder)
+        try:
+            video_options = _video_options(options, provider, request.app[SETTINGS_KEY])
+        except ConfigError as exc:
+            raise _bad_option(exc) from exc
+        media = await _probe(request, path, filename, "video")
+        job = Job(id=job_id, dir=folder, input_path=path, filename=filename,
+                  options=video_options, media=media)
+        try:
+            jobs.submit(job)
+        except QueueFullError as exc:
+            raise api_error(web.HTTPServiceUnavailable, str(exc), **{"Retry-After": "30"}
+                            ) from exc
+    except BaseException:
+        await jobs.run_blocking(lambda: shutil.rmtree(folder, ignore_errors=True))
+        raise
+    return web.json_response(job.as_json(jobs.queue_position(job)), status=202,
+                             headers={"Location": f"/api/jobs/{job.id}"})
+
+
+def _job(request: web.Request) -> Job:
+    jobs = request.app[JOBS_KEY]
+    job_id = request.match_info["id"]
+    job = jobs.get(job_id)
+    if job is None:
+        expiry = request.app[SETTINGS_KEY].job_expiry_s
+        raise api_error(web.HTTPNotFound, f"unknown job {job_id[:64]!r} (finished jobs are "
+                        f"removed after {expiry:g} s, and when deleted)")
+    return job
+
+
+async def list_jobs(request: web.Request) -> web.Response:
+    jobs = request.app[JOBS_KEY]
+    return web.json_response({"jobs": [j.as_json(jobs.queue_position(j))
+                                       for j in jobs.all()]})
+
+
+async def job_status(request: web.Request) -> web.Response:
+    job = _job(request)
+    return web.json_response(job.as_json(request.app[JOBS_KEY].queue_position(job)))
+
+
+async def job_result(request: web.Request) -> web.StreamResponse:
+    job = _job(request)
+    if job.state == "failed":
+        raise api_error(web.HTTPConflict, f"job {job.id} failed: {job.error}")
+    if job.state != "done" or job.result_path is None:
+        raise api_error(web.HTTPConflict, f"job {job.id} is {job.state}; its result is not "
+                        "ready (poll GET /api/jobs/{id} until state is done)")
+    disposition = "inline" if _flag("inline", request.query.get("inline", "0")) \
+        else "attachment"
+    return web.FileResponse(job.result_path, headers={
+        "Content-Type": MEDIA_TYPES.get(job.result_path.suffix, "application/octet-stream"),
+        "Content-Disposition": f'{disposition}; filename="{job.download_name}"',
+    })
+
+
+async def delete_job(request: web.Request) -> web.Response:
+    job = _job(request)
+    was = job.state
+    await request.app[JOBS_KEY].delete(job)
+    return web.json_response({"id": job.id, "deleted": True, "was": was})
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(openapi_document())
+
+
+# -- OpenAPI ----------------------------------------------------------------------------------
+
+def _error_responses(*codes: int) -> dict[str, Any]:
+    text = {400: "bad option", 401: "missing or wrong token", 404: "unknown job",
+            409: "result not ready, or the job failed", 413: "upload, image or video too large",
+            415: "not a supported image or video", 422: "the file is damaged or truncated",
+            503: "too many jobs queued"}
+    return {str(c): {"description": text[c], "content": {"application/json": {
+        "schema": {"$ref": "#/components/schemas/Error"}}}} for c in codes}
+
+
+def openapi_document() -> dict[str, Any]:
+    """The OpenAPI 3.0 description of the HTTP API."""
+    def form(props: dict[str, Any]) -> dict[str, Any]:
+        return {"required": True, "content": {"multipart/form-data": {"schema": {
+            "type": "object", "required": ["file"],
+            "properties": {"file": {"type": "string", "format": "binary"}, **props}}}}}
+
+    engine = {"type": "string", "description": "engine name (GET /api/engines); "
+              "default: the server's default"}
+    background = {"type": "string", "default": "auto",
+                  "description": "auto, transparent, blur, a colour name or #rrggbb"}
+    job_id = [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}]
+    job_ref = {"application/json": {"schema": {"$ref": "#/components/schemas/Job"}}}
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "streammatte", "version": __version__,
+                 "description": "Remove or replace the background of images and videos."},
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
+                                           "description": "needed when the server is bound "
+                                           "to a non-loopback address"}},
+            "schemas": {
+                "Error": {"type": "object", "required": ["error"],
+                          "properties": {"error": {"type": "string"}}},
+                "Job": {"type": "object", "required": ["id", "state"], "properties": {
+                    "id": {"type": "string"},
+                    "state": {"type": "string",
+                              "enum": ["queued", "running", "done", "failed", "cancelled"]},
+                    "filename": {"type": "string"},
+                    "progress": {"type": "number", "nullable": True, "minimum": 0,
+                                 "maximum": 1},
+                    "frames_done": {"type": "integer"},
+                    "frames_total": {"type": "integer", "nullable": True},
+                    "fps": {"type": "number"},
+                    "eta_s": {"type": "number", "nullable": True},
+                    "elapsed_s": {"type": "number", "nullable": True},
+                    "queue_position": {"type": "integer", "nullable": True},
+                    "error": {"type": "string", "nullable": True},
+                    "notes": {"type": "array", "items": {"type": "string"}},
+                    "options": {"type": "object"},
+                    "media": {"type": "object"},
+                    "result_url": {"type": "string", "nullable": True},
+                }},
+            },
+        },
+        "security": [{}, {"bearer": []}],
+        "paths": {
+            "/api/remove": {"post": {
+                "summary": "Remove the background of an image",
+                "requestBody": form({
+                    "engine": engine, "background": background,
+                    "only_mask": {"type": "boolean", "default": False,
+                                  "description": "return the matte alone (greyscale)"},
+                    "format": {"type": "string", "enum": list(IMAGE_FORMATS),
+                               "default": "png"}}),
+                "responses": {"200": {"description": "the result image", "content": {
+                    t: {"schema": {"type": "string", "format": "binary"}}
+                    for _, t in IMAGE_FORMATS.values()}},
+                    **_error_responses(400, 401, 413, 415, 422)}}},
+            "/api/jobs": {
+                "post": {
+                    "summary": "Start a video job",
+                    "requestBody": form({
+                        "engine": engine, "background": background,
+                        "format": {"type": "string", "enum": list(VIDEO_FORMATS),
+                                   "default": "vp9"},
+                        "temporal": {"type": "string", "enum": sorted(TEMPORAL_FILTERS),
+                                     "default": "none"}}),
+                    "responses": {"202": {"description": "queued", "content": job_ref},
+                                  **_error_responses(400, 401, 413, 415, 422, 503)}},
+                "get": {"summary": "List jobs", "responses": {"200": {
+                    "description": "every job the server remembers", "content": {
+                        "application/json": {"schema": {"type": "object", "properties": {
+                            "jobs": {"type": "array", "items": {
+                                "$ref": "#/components/schemas/Job"}}}}}}},
+                    **_error_responses(401)}},
+            },
+            "/api/jobs/{id}": {
+                "parameters": job_id,
+                "get": {"summary": "A job's state and progress",
+                        "responses": {"200": {"description": "the job", "content": job_ref},
+                                      **_error_responses(401, 404)}},
+                "delete": {"summary": "Cancel a job and remove its files",
+                           "responses": {"200": {"description": "deleted"},
+                                         **_error_responses(401, 404)}}},
+            "/api/jobs/{id}/result": {
+                "parameters": job_id,
+                "get": {"summary": "Download the finished video",
+                        "parameters": [{"name": "inline", "in": "query", "required": False,
+                                        "schema": {"type": "boolean"}}],
+                        "responses": {"200": {"description": "the video", "content": {
+                            t: {"schema": {"type": "string", "format": "binary"}}
+                            for t in MEDIA_TYPES.values()}},
+                            **_error_responses(401, 404, 409)}}},
+            "/api/engines": {"get": {"summary": "Engines this server offers", "responses": {
+                "200": {"description": "engines and the default"},
+                **_error_responses(401)}}},
+            "/api/info": {"get": {"summary": "Version, limits and formats", "responses": {
+                "200": {"description": "server facts"}, **_error_responses(401)}}},
+            "/api/openapi.json": {"get": {"summary": "This document", "responses": {
+                "200": {"description": "OpenAPI 3 description"}}}},
+        },
+    }
+
+
+# -- wiring -----------------------------------------------------------------------------------
+
+def install(app: web.Application, settings: ServerSettings, *,
+            engines: EngineProvider | None = None) -> None:
+    """Add the page, the API and the job manager's lifecycle to ``app``."""
+    provider = engines or EngineProvider.from_catalog(settings)
+    try:
+        provider.check(settings.engine)
+    except ConfigError as exc:
+        raise ConfigError(f"default engine: {exc}") from None
+    app[ENGINES_KEY] = provider
+
+    async def start_jobs(app: web.Application) -> None:
+        jobs_dir = settings.jobs_dir
+        if jobs_dir is None:
+            jobs_dir = Path(tempfile.mkdtemp(prefix="streammatte-jobs-"))
+        manager = JobManager(settings, provider, Path(jobs_dir))
+        await manager.start()
+        app[JOBS_KEY] = manager
+
+    async def stop_jobs(app: web.Application) -> None:
+        manager = app[JOBS_KEY]
+        await manager.close()
+        if settings.jobs_dir is None:
+            await manager.run_blocking(lambda: shutil.rmtree(manager.jobs_dir,
+                                                             ignore_errors=True))
+
+    app.on_startup.append(start_jobs)
+    app.on_cleanup.append(stop_jobs)
+    app.router.add_get("/", index)
+    app.router.add_static("/static/", STATIC_DIR, show_index=False, follow_symlinks=False)
+    app.router.add_get("/api/info", info)
+    app.router.add_get("/api/engines", list_engines)
+    app.router.add_post("/api/remove", remove_background)
+    app.router.add_post("/api/jobs", create_job)
+    app.router.add_get("/api/jobs", list_jobs)
+    app.router.add_get("/api/jobs/{id}", job_status)
+    app.router.add_delete("/api/jobs/{id}", delete_job)
+    app.router.add_get("/api/jobs/{id}/result", job_result)
+    app.router.add_get("/api/openapi.json", openapi)
+
