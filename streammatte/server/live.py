@@ -1,0 +1,791 @@
+"""Live background replacement over WebRTC: the /live and /obs pages and ``POST /api/offer``.
+
+A browser sends its webcam; :class:`MatteTrack` sends it back with the background replaced.
+
+Latency policy: the newest frame wins. A pump task drains the incoming track as fast as frames
+arrive (so aiortc's own receive queue never grows) into a single slot; ``recv()`` takes the
+frame in the slot and runs the matte in the peer's own executor thread, never on the event
+loop. A frame that arrives while the slot is full replaces the waiting one and is counted as
+dropped, so at most one frame waits and one is being processed: added latency is bounded by
+about two frame-processing times, however long the call lasts. Returned frames carry the
+input's ``pts`` and ``time_base``.
+
+``install(app, settings)`` is the extension hook the server's ``create_app`` calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+import shutil
+import tempfile
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+from aiohttp import web
+from aiortc import (
+    MediaStreamTrack,
+    RTCConfiguration,
+    RTCDataChannel,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
+from aiortc.mediastreams import MediaStreamError
+
+from ..api import Matter
+from ..compose import NAMED_COLOURS, Compositor, parse_background
+from ..errors import ConfigError, StreamMatteError
+from ..inference import Engine, engine_names, open_engine
+from ..temporal import TEMPORAL_FILTERS, make_temporal
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+
+EngineFactory = Callable[[str], Engine]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IceServer:
+    """One STUN/TURN server handed to both ends; none by default, so nothing leaves the host."""
+
+    urls: tuple[str, ...]
+    username: str | None = None
+    credential: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"urls": list(self.urls)}
+        if self.username is not None:
+            out["username"] = self.username
+        if self.credential is not None:
+            out["credential"] = self.credential
+        return out
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LiveConfig:
+    """Options of the live endpoints. ``token`` is required on the offer unless loopback-only."""
+
+    host: str = "127.0.0.1"
+    token: str | None = None
+    engine: str = "u2netp"
+    background: str = "blur"
+    temporal: str = "none"
+    device: str = "auto"
+    models_dir: Path | None = None
+    ice_servers: tuple[IceServer, ...] = ()
+    max_peers: int = 4
+    #: a peer that sends no frame for this long is torn down (it vanished without a goodbye)
+    idle_timeout_s: float = 15.0
+    stats_interval_s: float = 0.5
+    max_upload_bytes: int = 64 * 1024 * 1024
+    #: engines offered on the page; None: the whole catalog
+    engines: tuple[str, ...] | None = None
+    #: opens an engine by name (tests pass a fake); None: ``open_engine`` with the options above
+    engine_factory: EngineFactory | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_peers < 1:
+            raise ConfigError(f"max_peers should be >= 1, got {self.max_peers}")
+        if self.idle_timeout_s <= 0:
+            raise ConfigError(f"idle_timeout_s should be > 0, got {self.idle_timeout_s}")
+        if self.stats_interval_s <= 0:
+            raise ConfigError(f"stats_interval_s should be > 0, got {self.stats_interval_s}")
+
+    @property
+    def loopback_only(self) -> bool:
+        return self.host in LOOPBACK_HOSTS
+
+    def open_engine(self, name: str) -> Engine:
+        if self.engine_factory is not None:
+            return self.engine_factory(name)
+        return open_engine(name, models_dir=self.models_dir, device=self.device)
+
+
+def live_config_from(settings: object) -> LiveConfig:
+    """Read the live options from the server's settings object.
+
+    A ``live`` attribute holding a LiveConfig wins; otherwise the fields LiveConfig shares with
+    the server settings (host, token, engine, models_dir, ice_servers, max_peers, …) are taken
+    from it, by name.
+    """
+    if isinstance(settings, LiveConfig):
+        return settings
+    nested = getattr(settings, "live", None)
+    if isinstance(nested, LiveConfig):
+        return nested
+    options: dict[str, Any] = {}
+    if getattr(settings, "default_engine", None):
+        options["engine"] = settings.default_engine  # type: ignore[attr-defined]
+    for f in fields(LiveConfig):
+        if hasattr(settings, f.name):
+            options[f.name] = getattr(settings, f.name)
+    if "ice_servers" in options:
+        options["ice_servers"] = parse_ice_servers(options["ice_servers"])
+    if options.get("engines") is not None:
+        options["engines"] = tuple(options["engines"])
+    if options.get("models_dir") is not None:
+        options["models_dir"] = Path(options["models_dir"])
+    return LiveConfig(**options)
+
+
+def parse_ice_servers(value: object) -> tuple[IceServer, ...]:
+    """IceServer objects, URL strings (``stun:host:3478``) or dicts like the browser's."""
+    if value is None:
+        return ()
+    if isinstance(value, (str, IceServer, Mapping)):
+        value = [value]
+    if not isinstance(value, Sequence):
+        raise ConfigError(f"ice_servers: expected a list of URLs or dicts, got {value!r}")
+    servers = []
+    for item in value:
+        if isinstance(item, IceServer):
+            servers.append(item)
+        elif isinstance(item, str):
+            servers.append(IceServer(urls=(item,)))
+        elif isinstance(item, Mapping) and "urls" in item:
+            urls = item["urls"]
+            servers.append(IceServer(urls=(urls,) if isinstance(urls, str) else tuple(urls),
+                                     username=item.get("username"),
+                                     credential=item.get("credential")))
+        else:
+            raise ConfigError(f"ice_servers: expected a URL like stun:host:3478 or a dict with "
+                              f"'urls', got {item!r}")
+    for server in servers:
+        for url in server.urls:
+            if not url.startswith(("stun:", "stuns:", "turn:", "turns:")):
+                raise ConfigError(f"ice server {url!r}: expected a stun: or turn: URL")
+    return tuple(servers)
+
+
+# ---------------------------------------------------------------------------------------------
+# settings a page can change, and the per-peer frame processor
+
+
+@dataclass(frozen=True, slots=True)
+class LiveSettings:
+    """What the page controls. ``background`` is never a server path: only ``blur``, a colour,
+    or ``upload:<id>`` naming a file uploaded through ``POST /api/live/backgrounds``."""
+
+    engine: str = "u2netp"
+    background: str = "blur"
+    temporal: str = "none"
+    refine: bool = False
+    #: colour and alpha side by side (for /obs?alpha=1) instead of a composite
+    alpha: bool = False
+
+    def merged(self, changes: Mapping[str, object]) -> LiveSettings:
+        known = {f.name for f in fields(self)}
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            raise ConfigError(f"unknown setting(s) {unknown} (known: {sorted(known)})")
+        values: dict[str, Any] = {}
+        for name, value in changes.items():
+            if name in ("refine", "alpha"):
+                if not isinstance(value, bool):
+                    raise ConfigError(f"setting {name!r}: expected true or false, got {value!r}")
+            elif not isinstance(value, str) or not value:
+                raise ConfigError(f"setting {name!r}: expected a non-empty string, got {value!r}")
+            values[name] = value
+        out = replace(self, **values)
+        if out.temporal.lower() not in TEMPORAL_FILTERS:
+            raise ConfigError(f"unknown temporal mode {out.temporal!r} "
+                              f"(choose from: {', '.join(TEMPORAL_FILTERS)})")
+        check_background_setting(out.background)
+        return out
+
+
+def check_background_setting(text: str) -> None:
+    lowered = text.strip().lower()
+    if lowered in ("blur", "transparent") or lowered in NAMED_COLOURS:
+        return
+    if lowered.startswith("upload:"):
+        return
+    if lowered.startswith("#"):
+        parse_background(lowered)  # raises ConfigError naming the bad colour
+        return
+    raise ConfigError(f"background {text!r}: expected blur, a colour ({', '.join(NAMED_COLOURS)}, "
+                      "#rrggbb) or upload:<id> from POST /api/live/backgrounds")
+
+
+class FrameProcessor:
+    """One peer's matting state. Confined to that peer's executor thread: every call to
+    ``apply``, ``process`` and ``close`` runs there, one at a time, so it needs no lock."""
+
+    def __init__(self, config: LiveConfig, resolve_upload: Callable[[str], Path]) -> None:
+        self._config = config
+        self._resolve_upload = resolve_upload
+        self.settings: LiveSettings | None = None
+        self._engine: Engine | None = None
+        self._matter: Matter | None = None
+        self._compositor: Compositor | None = None
+        self._refine: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
+
+    @property
+    def engine_description(self) -> str:
+        return self._engine.describe() if self._engine is not None else ""
+
+    def apply(self, settings: LiveSettings) -> LiveSettings:
+        """Switch to ``settings``; on error the previous settings stay in force."""
+        old = self.settings
+        engine, matter = self._engine, self._matter
+        opened: Engine | None = None
+        try:
+            if old is None or settings.engine != old.engine or matter is None:
+                opened = self._config.open_engine(settings.engine)
+                engine, matter = opened, Matter(opened, temporal=settings.temporal)
+            elif settings.temporal != old.temporal:
+                matter.temporal = make_temporal(settings.temporal)
+            compositor = self._compositor
+            if old is None or settings.background != old.background or compositor is None:
+                compositor = Compositor(self._background(settings.background), "rgb")
+            refine = _refiner() if settings.refine else None
+        except BaseException:
+            if opened is not None:
+                opened.close()
+            raise
+        if opened is not None and self._engine is not None:
+            self._engine.close()
+        if compositor is not self._compositor and self._compositor is not None:
+            self._compositor.close()
+        self._engine, self._matter, self._compositor = engine, matter, compositor
+        self._refine = refine
+        self.settings = settings
+        return settings
+
+    def _background(self, text: str) -> Any:
+        lowered = text.strip().lower()
+        if lowered == "transparent":
+            # a composite has no alpha: show the cut-out on black (the alpha view carries alpha)
+            return parse_background("black")
+        if lowered.startswith("upload:"):
+            return parse_background(str(self._resolve_upload(text.strip()[len("upload:"):])))
+        return parse_background(text)
+
+    def process(self, frame: av.VideoFrame) -> av.VideoFrame:
+        if self._matter is None or self._compositor is None or self.settings is None:
+            raise RuntimeError("FrameProcessor.apply() must run before process()")
+        image = np.asarray(frame.to_ndarray(format="rgb24"), dtype=np.uint8)
+        alpha = self._matter.alpha(image)
+        if self._refine is not None:
+            alpha = np.asarray(self._refine(alpha, image), dtype=np.float32)
+        out = side_by_side(image, alpha) if self.settings.alpha else self._compositor(image, alpha)
+        result = av.VideoFrame.from_ndarray(np.ascontiguousarray(out), format="rgb24")
+        result.pts = frame.pts
+        result.time_base = frame.time_base
+        return result
+
+    def close(self) -> None:
+        if self._compositor is not None:
+            self._compositor.close()
+            self._compositor = None
+        if self._engine is not None:
+            self._engine.close()
+            self._engine = None
+        self._matter = None
+
+
+def _refiner() -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """Edge refinement comes from streammatte.refine (the edge-quality work) when present."""
+    try:
+        from .. import refine as refine_module  # type: ignore[attr-defined,unused-ignore]
+    except ImportError:
+        raise ConfigError("refine: edge refinement is not available in this build") from None
+    fn = getattr(refine_module, "guided_refine", None) or getattr(refine_module, "refine", None)
+    if not callable(fn):
+        raise ConfigError("refine: streammatte.refine has no guided_refine(alpha, frame)")
+    return fn  # type: ignore[no-any-return]
+
+
+def side_by_side(image: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """Colour on the left, alpha as grey on the right: WebRTC codecs carry no alpha channel,
+    so the /obs page recombines the two halves in WebGL."""
+    a8 = np.clip(alpha * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    out = np.empty((image.shape[0], image.shape[1] * 2, 3), np.uint8)
+    out[:, : image.shape[1]] = image
+    out[:, image.shape[1]:] = a8[..., None]
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# the track
+
+
+@dataclass(slots=True)
+class LiveStats:
+    """Counters of one live track; latencies are server receive → send, in seconds."""
+
+    frames_in: int = 0
+    frames_out: int = 0
+    dropped: int = 0
+    errors: int = 0
+    last_error: str | None = None
+    last_receive_s: float = 0.0
+    latencies_s: deque[float] = field(default_factory=lambda: deque(maxlen=300))
+    sent_at_s: deque[float] = field(default_factory=lambda: deque(maxlen=120))
+
+    def fps(self, now_s: float | None = None) -> float:
+        """Frames sent per second over the last two seconds."""
+        now = time.perf_counter() if now_s is None else now_s
+        recent = [t for t in self.sent_at_s if now - t <= 2.0]
+        if len(recent) < 2:
+            return 0.0
+        span = now - recent[0]
+        return (len(recent) - 1) / span if span > 0 else 0.0
+
+    def as_json(self) -> dict[str, Any]:
+        lat = np.asarray(self.latencies_s, dtype=np.float64) * 1000.0
+        return {
+            "frames_in": self.frames_in,
+            "frames_out": self.frames_out,
+            "dropped": self.dropped,
+            "errors": self.errors,
+            "error": self.last_error,
+            "fps": round(self.fps(), 2),
+            "latency_ms": {
+                "last": round(float(lat[-1]), 2) if lat.size else None,
+                "p50": round(float(np.percentile(lat, 50)), 2) if lat.size else None,
+                "p95": round(float(np.percentile(lat, 95)), 2) if lat.size else None,
+            },
+        }
+
+
+ProcessFn = Callable[[av.VideoFrame], av.VideoFrame]
+
+
+class MatteTrack(MediaStreamTrack):
+    """The incoming camera track, matted. The newest frame wins (see the module docstring).
+
+    ``process`` runs in ``executor`` (one thread per peer keeps the matting state confined);
+    when it raises, the frame goes out unchanged and the error is counted, so a bad setting
+    shows up on the page instead of freezing the call.
+    """
+
+    kind = "video"
+
+    def __init__(self, source: MediaStreamTrack, process: ProcessFn,
+                 executor: ThreadPoolExecutor, stats: LiveStats | None = None) -> None:
+        super().__init__()
+        self.source = source
+        self.stats = stats or LiveStats()
+        self._process = process
+        self._executor = executor
+        self._slot: tuple[av.VideoFrame, float] | None = None
+        self._arrived = asyncio.Event()
+        self._source_ended = False
+        self._pump_task = asyncio.ensure_future(self._pump())
+
+    @property
+    def frames_waiting(self) -> int:
+        """0 or 1: the bound on frames queued in front of the engine."""
+        return 0 if self._slot is None else 1
+
+    async def _pump(self) -> None:
+        try:
+            while True:
+                frame = await self.source.recv()
+                if not isinstance(frame, av.VideoFrame):
+                    continue
+                now = time.perf_counter()
+                self.stats.frames_in += 1
+                self.stats.last_receive_s = now
+                if self._slot is not None:
+                    self.stats.dropped += 1
+                self._slot = (frame, now)
+                self._arrived.set()
+        except MediaStreamError:
+            pass
+        finally:
+            self._source_ended = True
+            self._arrived.set()
+
+    async def recv(self) -> av.VideoFrame:
+        while self._slot is None:
+            if self._source_ended or self.readyState != "live":
+                self.stop()
+                raise MediaStreamError
+            self._arrived.clear()
+            await self._arrived.wait()
+        frame, received = self._slot
+        self._slot = None
+        loop = asyncio.get_running_loop()
+        try:
+            out = await loop.run_in_executor(self._executor, self._process, frame)
+        except (StreamMatteError, ValueError, RuntimeError, OSError) as exc:
+            self.stats.errors += 1
+            self.stats.last_error = str(exc)
+            if self.stats.errors == 1:
+                log.warning("live frame processing failed: %s", exc)
+            out = frame
+        # the RTP sender derives timestamps from pts: keep the camera's timing
+        out.pts = frame.pts
+        out.time_base = frame.time_base
+        sent = time.perf_counter()
+        self.stats.frames_out += 1
+        self.stats.latencies_s.append(sent - received)
+        self.stats.sent_at_s.append(sent)
+        return out
+
+    def stop(self) -> None:
+        super().stop()
+        if not self._pump_task.done():
+            self._pump_task.cancel()
+
+
+# ---------------------------------------------------------------------------------------------
+# peers and the HTTP side
+
+
+class LivePeer:
+    """One browser connection: its peer connection, executor, processor and tracks."""
+
+    def __init__(self, server: LiveServer, pc: RTCPeerConnection, settings: LiveSettings) -> None:
+        self.id = uuid.uuid4().hex[:12]
+        self.server = server
+        self.pc = pc
+        self.settings = settings
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"sm-live-{self.id}")
+        self.processor = FrameProcessor(server.config, server.upload_path)
+        self.track: MatteTrack | None = None
+        self.channel: RTCDataChannel | None = None
+        self.created_s = time.perf_counter()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closed = False
+
+    async def run_in_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+
+    def start_tasks(self) -> None:
+        self.track_task(self._watch())
+
+    def track_task(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.append(task)
+        task.add_done_callback(lambda t: self._tasks.remove(t) if t in self._tasks else None)
+
+    async def _watch(self) -> None:
+        """Send stats to the page; tear the peer down when it stops sending frames."""
+        interval = self.server.config.stats_interval_s
+        idle_limit = self.server.config.idle_timeout_s
+        while not self._closed:
+            await asyncio.sleep(interval)
+            now = time.perf_counter()
+            last = self.track.stats.last_receive_s if self.track else 0.0
+            if now - (last or self.created_s) > idle_limit:
+                log.info("live peer %s sent no frame for %.1f s: closing", self.id, idle_limit)
+                await self.close()
+                return
+            self.send({"type": "stats", **self.stats_json()})
+
+    def stats_json(self) -> dict[str, Any]:
+        stats = self.track.stats.as_json() if self.track else LiveStats().as_json()
+        stats["engine"] = self.processor.engine_description
+        stats["settings"] = {f.name: getattr(self.settings, f.name)
+                             for f in fields(self.settings)}
+        return stats
+
+    def send(self, message: Mapping[str, Any]) -> None:
+        if self.channel is not None and self.channel.readyState == "open":
+            self.channel.send(json.dumps(message))
+
+    async def on_message(self, raw: object) -> None:
+        try:
+            message = json.loads(raw) if isinstance(raw, (str, bytes)) else None
+            if not isinstance(message, dict) or message.get("type") != "settings" or \
+                    not isinstance(message.get("settings"), dict):
+                raise ConfigError('expected {"type": "settings", "settings": {...}}')
+            wanted = self.settings.merged(message["settings"])
+            self.server.check_engine_allowed(wanted.engine)
+            self.settings = await self.run_in_thread(self.processor.apply, wanted)
+            self.send({"type": "applied", **self.stats_json()})
+        except (StreamMatteError, ValueError, OSError) as exc:
+            self.send({"type": "error", "message": str(exc)})
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.server.peers.pop(self.id, None)
+        current = asyncio.current_task()
+        for task in self._tasks:
+            if task is not current:
+                task.cancel()
+        if self.track is not None:
+            self.track.stop()
+        await self.pc.close()
+        # close the processor on its own thread, after any frame in flight
+        with contextlib.suppress(RuntimeError):
+            await self.run_in_thread(self.processor.close)
+        self.executor.shutdown(wait=False)
+        log.info("live peer %s closed", self.id)
+
+
+class LiveServer:
+    """The live endpoints' state: peers, uploaded backgrounds."""
+
+    def __init__(self, config: LiveConfig) -> None:
+        self.config = config
+        self.peers: dict[str, LivePeer] = {}
+        self._uploads_dir: Path | None = None
+        self.uploads: dict[str, Path] = {}
+
+    # --- uploads
+
+    def upload_path(self, upload_id: str) -> Path:
+        path = self.uploads.get(upload_id)
+        if path is None:
+            raise ConfigError(f"background upload:{upload_id}: no such upload "
+                              "(upload it first with POST /api/live/backgrounds)")
+        return path
+
+    def _uploads(self) -> Path:
+        if self._uploads_dir is None:
+            self._uploads_dir = Path(tempfile.mkdtemp(prefix="streammatte-live-"))
+        return self._uploads_dir
+
+    def check_engine_allowed(self, name: str) -> None:
+        allowed = self.engine_list()
+        if name.lower() not in allowed:
+            raise ConfigError(f"unknown engine {name!r} (choose from: {', '.join(allowed)})")
+
+    def engine_list(self) -> list[str]:
+        if self.config.engines is not None:
+            return list(self.config.engines)
+        return engine_names()
+
+    # --- handlers
+
+    def check_token(self, request: web.Request) -> None:
+        """Raise 401 unless the request carries the token (or the server is loopback-only).
+
+        Inside ``streammatte serve`` the server's own check (server/app.py) decides; an app
+        built without it (tests, embedding) gets the same rule from the LiveConfig."""
+        shared = _app_check_token(request)
+        if shared is not None:
+            shared(request)
+            return
+        if self.config.loopback_only and not self.config.token:
+            return
+        token = self.config.token
+        given = _token_of(request)
+        if not token or given is None or not hmac.compare_digest(given, token):
+            raise _json_error(web.HTTPUnauthorized,
+                              "missing or wrong token: pass the token printed at start-up as "
+                              "'Authorization: Bearer <token>' or ?token=")
+
+    async def page(self, request: web.Request) -> web.StreamResponse:
+        name = "obs.html" if request.path.rstrip("/") == "/obs" else "live.html"
+        return web.FileResponse(STATIC_DIR / name, headers={"Cache-Control": "no-cache"})
+
+    async def script(self, request: web.Request) -> web.StreamResponse:
+        name = request.match_info["name"]
+        if name not in ("live.js", "obs.js"):
+            raise web.HTTPNotFound()
+        return web.FileResponse(STATIC_DIR / name, headers={"Cache-Control": "no-cache"})
+
+    async def client_config(self, request: web.Request) -> web.Response:
+        self.check_token(request)
+        defaults = LiveSettings(engine=self.config.engine, background=self.config.background,
+                                temporal=self.config.temporal)
+        return web.json_response({
+            "engines": self.engine_list(),
+            "temporal": sorted(TEMPORAL_FILTERS),
+            "colours": sorted(NAMED_COLOURS),
+            "ice_servers": [s.as_json() for s in self.config.ice_servers],
+            "max_peers": self.config.max_peers,
+            "defaults": {f.name: getattr(defaults, f.name) for f in fields(defaults)},
+        })
+
+    async def peer_stats(self, request: web.Request) -> web.Response:
+        self.check_token(request)
+        return web.json_response({pid: peer.stats_json() for pid, peer in self.peers.items()})
+
+    async def upload(self, request: web.Request) -> web.Response:
+        self.check_token(request)
+        limit = self.config.max_upload_bytes
+        if request.content_length is not None and request.content_length > limit:
+            raise _json_error(web.HTTPRequestEntityTooLarge,
+                              f"background upload is {request.content_length} bytes; "
+                              f"the limit is {limit}")
+        upload_id = uuid.uuid4().hex[:16]
+        path = self._uploads() / f"{upload_id}.bin"
+        size = 0
+        with path.open("wb") as out:
+            async for chunk in request.content.iter_chunked(1 << 16):
+                size += len(chunk)
+                if size > limit:
+                    out.close()
+                    path.unlink(missing_ok=True)
+                    raise _json_error(web.HTTPRequestEntityTooLarge,
+                                      f"background upload exceeds the limit of {limit} bytes")
+                out.write(chunk)
+        try:
+            kind, final = await asyncio.get_running_loop().run_in_executor(
+                None, _probe_background, path)
+        except ConfigError as exc:
+            path.unlink(missing_ok=True)
+            raise _json_error(web.HTTPBadRequest, str(exc)) from None
+        self.uploads[upload_id] = final
+        return web.json_response({"id": upload_id, "kind": kind,
+                                  "background": f"upload:{upload_id}"})
+
+    async def offer(self, request: web.Request) -> web.Response:
+        self.check_token(request)
+        try:
+            body = await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError, ValueError):
+            raise _json_error(web.HTTPBadRequest, "offer: expected a JSON body "
+                              '{"sdp": ..., "type": "offer", "settings": {...}}') from None
+        if not isinstance(body, dict) or not isinstance(body.get("sdp"), str) \
+                or body.get("type") != "offer":
+            raise _json_error(web.HTTPBadRequest, 'offer: expected {"sdp": "<SDP text>", '
+                              '"type": "offer"}')
+        if len(self.peers) >= self.config.max_peers:
+            raise _json_error(web.HTTPServiceUnavailable,
+                              f"too many live sessions (limit {self.config.max_peers}); "
+                              "close another tab or raise the limit")
+        try:
+            settings = LiveSettings(engine=self.config.engine, background=self.config.background,
+                                    temporal=self.config.temporal)
+            settings = settings.merged(body.get("settings") or {})
+            self.check_engine_allowed(settings.engine)
+        except ConfigError as exc:
+            raise _json_error(web.HTTPBadRequest, str(exc)) from None
+
+        ice = [RTCIceServer(urls=list(s.urls), username=s.username, credential=s.credential)
+               for s in self.config.ice_servers]
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=ice))
+        peer = LivePeer(self, pc, settings)
+        self.peers[peer.id] = peer
+        try:
+            peer.settings = await peer.run_in_thread(peer.processor.apply, settings)
+            self._wire(peer)
+            if not body["sdp"].lstrip().startswith("v=0"):
+                raise ConfigError("offer: malformed SDP (expected SDP text starting with v=0)")
+            try:
+                await pc.setRemoteDescription(RTCSessionDescription(sdp=body["sdp"], type="offer"))
+            except Exception as exc:  # aiortc raises assorted types on malformed SDP
+                raise ConfigError(f"offer: malformed SDP ({type(exc).__name__}: {exc})") from exc
+            if peer.track is None:
+                raise ConfigError("offer: no video track (send the camera with "
+                                  "addTrack or a sendrecv video transceiver)")
+            answer = await pc.createAnswer()
+            await pc.setLocalDescription(answer)
+        except (StreamMatteError, ValueError, OSError) as exc:
+            await peer.close()
+            raise _json_error(web.HTTPBadRequest, str(exc)) from None
+        except BaseException:
+            await peer.close()
+            raise
+        peer.start_tasks()
+        local = pc.localDescription
+        return web.json_response({"sdp": local.sdp, "type": local.type, "peer": peer.id})
+
+    def _wire(self, peer: LivePeer) -> None:
+        pc = peer.pc
+
+        @pc.on("track")
+        def on_track(track: MediaStreamTrack) -> None:
+            if track.kind != "video" or peer.track is not None:
+                return
+            peer.track = MatteTrack(track, peer.processor.process, peer.executor)
+            pc.addTrack(peer.track)
+
+        @pc.on("datachannel")
+        def on_datachannel(channel: RTCDataChannel) -> None:
+            peer.channel = channel
+
+            @channel.on("message")
+            def on_message(message: object) -> None:
+                peer.track_task(peer.on_message(message))
+
+        @pc.on("connectionstatechange")
+        async def on_state() -> None:
+            if pc.connectionState in ("failed", "closed"):
+                await peer.close()
+
+    async def close(self, app: web.Application | None = None) -> None:
+        await asyncio.gather(*(peer.close() for peer in list(self.peers.values())))
+        if self._uploads_dir is not None:
+            shutil.rmtree(self._uploads_dir, ignore_errors=True)
+            self._uploads_dir = None
+
+
+def _probe_background(path: Path) -> tuple[str, Path]:
+    """Decide an upload's type by decoding it, never by name; rename it to match."""
+    import cv2
+
+    data = np.fromfile(str(path), dtype=np.uint8)
+    if data.size and cv2.imdecode(data, cv2.IMREAD_COLOR) is not None:
+        final = path.with_suffix(".png")
+        path.rename(final)
+        return "image", final
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise ConfigError("background upload: no video stream; expected an image "
+                                  "(JPEG, PNG, WebP) or a video (MP4, WebM, MOV)")
+            stream = container.streams.video[0]
+            next(container.decode(stream))
+    except (av.error.FFmpegError, StopIteration, UnicodeDecodeError):
+        raise ConfigError("background upload: not a readable image or video; expected "
+                          "JPEG, PNG, WebP, MP4, WebM or MOV") from None
+    final = path.with_suffix(".video")
+    path.rename(final)
+    return "video", final
+
+
+def _token_of(request: web.Request) -> str | None:
+    auth = request.headers.get("Authorization", "")
+    if auth.startswith("Bearer "):
+        return auth[len("Bearer "):].strip()
+    return request.headers.get("X-StreamMatte-Token") or request.query.get("token")
+
+
+def _app_check_token(request: web.Request) -> Callable[[web.Request], None] | None:
+    """The server's shared token check (server/app.py), when this app was built by it."""
+    try:
+        from .app import SETTINGS_KEY, check_token
+    except ImportError:
+        return None
+    return check_token if SETTINGS_KEY in request.app else None
+
+
+def _json_error(cls: type[web.HTTPException], message: str) -> web.HTTPException:
+    return cls(text=json.dumps({"error": message}), content_type="application/json")
+
+
+LIVE_SERVER = web.AppKey("streammatte_live", LiveServer)
+
+
+def install(app: web.Application, settings: object) -> LiveServer:
+    """Add the live routes to ``app``: /live, /obs, their scripts, /api/offer, and
+    /api/live/{config,peers,backgrounds}. Peers are closed when the app shuts down."""
+    server = LiveServer(live_config_from(settings))
+    app[LIVE_SERVER] = server
+    app.router.add_get("/live", server.page)
+    app.router.add_get("/obs", server.page)
+    app.router.add_get("/live/{name}", server.script)
+    app.router.add_post("/api/offer", server.offer)
+    app.router.add_get("/api/live/config", server.client_config)
+    app.router.add_get("/api/live/peers", server.peer_stats)
+    app.router.add_post("/api/live/backgrounds", server.upload)
+    app.on_shutdown.append(server.close)
+    return server
+
+
+__all__ = ["IceServer", "LiveConfig", "LiveServer", "LiveSettings", "LiveStats", "MatteTrack",
+           "install", "live_config_from", "parse_ice_servers", "side_by_side"]

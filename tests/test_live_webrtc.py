@@ -1,0 +1,380 @@
+"""The live WebRTC path: an aiortc client ↔ the server on loopback, with known content."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import numpy as np
+import pytest
+from aiohttp import web
+from media import BrightnessEngine, square_frame
+
+from streammatte.bench_live import CameraTrack, LiveClient, start_server
+from streammatte.errors import ConfigError
+from streammatte.inference import Engine
+from streammatte.server.live import (
+    LIVE_SERVER,
+    LiveConfig,
+    LiveServer,
+    LiveSettings,
+    install,
+    live_config_from,
+    parse_ice_servers,
+)
+
+W, H = 320, 240
+CELL = 16
+BITS = 10
+BLUE = (0, 0, 255)
+
+
+def coded_frame(index: int) -> np.ndarray:
+    """square_frame with the frame index written as bright/dark cells along the top edge;
+    BrightnessEngine keeps bright cells, so the code survives the matte."""
+    frame, _ = square_frame(index, W, H)
+    for bit in range(BITS):
+        if index >> bit & 1:
+            frame[:CELL, bit * CELL:(bit + 1) * CELL] = 230
+    return frame
+
+
+def read_code(image: np.ndarray) -> int:
+    value = 0
+    for bit in range(BITS):
+        cell = image[CELL // 4:CELL * 3 // 4, bit * CELL + CELL // 4:(bit + 1) * CELL - CELL // 4]
+        if cell.min(axis=2).mean() > 128:  # white (230) vs a coloured background
+            value |= 1 << bit
+    return value
+
+
+def expected_composite(index: int, colour: tuple[int, int, int]) -> np.ndarray:
+    frame = coded_frame(index)
+    out: np.ndarray = frame.copy()
+    out[frame.mean(axis=2) <= 127] = colour
+    return out
+
+
+def brightness_config(delay_s: float = 0.0, **options: Any) -> LiveConfig:
+    engines: list[Engine] = []
+
+    def factory(name: str) -> Engine:
+        if name != "brightness":
+            raise ConfigError(f"unknown engine {name!r}")
+        engine = BrightnessEngine(delay_s=delay_s)
+        engines.append(engine)
+        return engine
+
+    options.setdefault("background", "#0000ff")
+    return LiveConfig(engine="brightness", engines=("brightness",), engine_factory=factory,
+                      **options)
+
+
+@asynccontextmanager
+async def serving(config: LiveConfig) -> AsyncIterator[tuple[str, LiveServer]]:
+    app = web.Application()
+    server = install(app, config)
+    runner, url = await start_server(app, host="127.0.0.1")
+    try:
+        yield url, server
+    finally:
+        await runner.cleanup()
+
+
+def run(coro_fn: Callable[[], Any]) -> Any:
+    return asyncio.run(asyncio.wait_for(coro_fn(), 120))
+
+
+def test_frames_come_back_with_background_replaced_and_timestamps_kept() -> None:
+    async def main() -> None:
+        async with serving(brightness_config()) as (url, _server):
+            track = CameraTrack(coded_frame, fps=30, frames=90)
+            client = await LiveClient.connect(url, track)
+            await client.wait_frames(20)
+            got = list(client.received)
+            await client.close()
+        offsets = set()
+        errors = []
+        for item in got:
+            index = read_code(item.image)
+            assert index in track.sent_pts, f"decoded index {index} was never sent"
+            offsets.add((item.pts - track.sent_pts[index] + 2**31) % 2**32 - 2**31)
+            expected = expected_composite(index, BLUE)
+            errors.append(np.abs(item.image.astype(int) - expected).mean())
+            # the input itself is far from the expected output: the check can fail
+            assert np.abs(coded_frame(index).astype(int) - expected).mean() > 40
+        # one constant offset: every pts kept its spacing. aiortc's VP8 path rounds some
+        # timestamps by up to 2 ticks of the 90 kHz clock (22 µs) on each leg
+        assert max(offsets) - min(offsets) <= 4, f"timestamps moved per frame: {offsets}"
+        assert max(errors) < 6.0, f"mean abs error vs expected composite: {errors}"
+
+    run(main)
+
+
+def test_slow_engine_drops_frames_and_latency_stays_bounded() -> None:
+    delay = 0.05
+
+    async def main() -> None:
+        async with serving(brightness_config(delay_s=delay)) as (url, server):
+            track = CameraTrack(lambda i: square_frame(i, 160, 120)[0], fps=60, frames=300)
+            client = await LiveClient.connect(url, track, keep_images=False)
+            await client.wait_frames(5)
+            peer = server.peers[client.peer_id]
+            assert peer.track is not None
+            stats = peer.track.stats
+            stats.latencies_s = type(stats.latencies_s)()  # keep every latency
+            waiting_seen = set()
+            while track.sent < 300:
+                waiting_seen.add(peer.track.frames_waiting)
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.5)
+            latencies = list(stats.latencies_s)
+            frames_in, frames_out, dropped = stats.frames_in, stats.frames_out, stats.dropped
+            reported = [m for m in client.messages if m.get("type") == "stats"]
+            await client.close()
+        assert waiting_seen <= {0, 1}
+        assert dropped > 100, f"60 fps into a 20 fps engine should drop, dropped {dropped}"
+        # every frame received is either sent back, dropped, or the one in flight
+        assert 0 <= frames_in - frames_out - dropped <= 2
+        assert len(latencies) > 60
+        early, late = np.median(latencies[:30]), np.median(latencies[-30:])
+        assert late < early + delay, f"latency grew: {early * 1000:.0f} → {late * 1000:.0f} ms"
+        # one frame waiting behind one in progress: never more than ~2 engine calls
+        assert max(latencies) < 4 * delay + 0.1, f"max latency {max(latencies) * 1000:.0f} ms"
+        assert reported and reported[-1]["dropped"] > 0
+        assert reported[-1]["latency_ms"]["p95"] is not None
+
+    run(main)
+
+
+def test_settings_apply_live_over_the_data_channel() -> None:
+    async def main() -> None:
+        async with serving(brightness_config()) as (url, _server):
+            client = await LiveClient.connect(url, CameraTrack(coded_frame, fps=30))
+            await client.wait_frames(3)
+            reply = await client.send_settings({"background": "red"})
+            assert reply["type"] == "applied", reply
+            assert reply["settings"]["background"] == "red"
+            seen = client.count
+            await client.wait_frames(seen + 10)
+            last = client.received[-1]
+            index = read_code(last.image)
+            error = np.abs(last.image.astype(int) - expected_composite(index, (255, 0, 0))).mean()
+            bad = await client.send_settings({"background": "/etc/passwd"})
+            unknown = await client.send_settings({"bogus": 1})
+            await client.close()
+        assert error < 6.0
+        assert bad["type"] == "error" and "upload:<id>" in bad["message"]
+        assert unknown["type"] == "error" and "bogus" in unknown["message"]
+
+    run(main)
+
+
+def test_alpha_side_by_side_output() -> None:
+    async def main() -> None:
+        async with serving(brightness_config()) as (url, _server):
+            client = await LiveClient.connect(url, CameraTrack(coded_frame, fps=30),
+                                              settings={"alpha": True})
+            await client.wait_frames(5)
+            item = client.received[-1]
+            await client.close()
+        assert item.image.shape == (H, 2 * W, 3)
+        index = read_code(item.image[:, :W])
+        frame = coded_frame(index)
+        alpha = np.where(frame.mean(axis=2) > 127, 255, 0)
+        # the colour half is the untouched frame (its fine chroma texture survives two VP8
+        # legs less exactly than flat colours do)
+        assert np.abs(item.image[:, :W].astype(int) - frame).mean() < 10.0
+        assert np.abs(item.image[:, W:, 1].astype(int) - alpha).mean() < 6.0
+
+    run(main)
+
+
+def test_real_u2netp_replaces_the_background(shared_data: Path, u2netp_path: Path) -> None:
+    import cv2
+
+    folder = shared_data / "davis" / "parkour"
+    size = (428, 240)
+    bgr = np.asarray(cv2.imread(str(folder / "frames" / "00000.jpg")), np.uint8)
+    image = np.asarray(cv2.cvtColor(cv2.resize(bgr, size, interpolation=cv2.INTER_AREA),
+                                    cv2.COLOR_BGR2RGB), np.uint8)
+    grey = np.asarray(cv2.imread(str(folder / "masks" / "00000.png"), cv2.IMREAD_GRAYSCALE))
+    mask = np.asarray(cv2.resize(grey, size, interpolation=cv2.INTER_NEAREST)) > 127
+    config = LiveConfig(engine="u2netp", background="#00ff00", models_dir=u2netp_path.parent,
+                        engines=("u2netp",))
+
+    async def main() -> np.ndarray:
+        async with serving(config) as (url, _server):
+            client = await LiveClient.connect(url, CameraTrack(lambda i: image, fps=10))
+            await client.wait_frames(3, timeout_s=60)
+            out: np.ndarray = client.received[-1].image
+            await client.close()
+        return out
+
+    out = run(main).astype(int)
+    far_bg = cv2.erode((~mask).astype(np.uint8), np.ones((15, 15), np.uint8)) > 0
+    green = (np.abs(out - (0, 255, 0)).sum(axis=2) < 60)
+    assert green[far_bg].mean() > 0.9, f"background turned green: {green[far_bg].mean():.2f}"
+    core = cv2.erode(mask.astype(np.uint8), np.ones((7, 7), np.uint8)) > 0
+    assert green[core].mean() < 0.2, f"the person turned green: {green[core].mean():.2f}"
+
+
+# --- bad input ------------------------------------------------------------------------------
+
+
+async def post_offer(url: str, body: Any, headers: dict[str, str] | None = None
+                     ) -> tuple[int, dict[str, Any]]:
+    async with aiohttp.ClientSession() as http:
+        kwargs: dict[str, Any] = {"data": body} if isinstance(body, (str, bytes)) else \
+            {"json": body}
+        async with http.post(f"{url}/api/offer", headers=headers or {}, **kwargs) as response:
+            return response.status, await response.json()
+
+
+def test_malformed_offers_are_refused_and_the_server_keeps_serving() -> None:
+    async def main() -> None:
+        async with serving(brightness_config()) as (url, server):
+            cases = [
+                (b"not json", "expected a JSON body"),
+                ({"sdp": 5, "type": "offer"}, '"type": "offer"'),
+                ({"sdp": "v=0", "type": "answer"}, '"type": "offer"'),
+                ({"sdp": "garbage\r\nnot sdp", "type": "offer"}, "malformed SDP"),
+                ({"sdp": "v=0\r\nm=video notaport UDP/TLS/RTP/SAVPF 96\r\n", "type": "offer"},
+                 "malformed SDP"),
+                ({"sdp": "v=0\r\n", "type": "offer", "settings": {"engine": "nope"}},
+                 "unknown engine 'nope'"),
+            ]
+            for body, message in cases:
+                status, reply = await post_offer(url, body)
+                assert status == 400, (body, reply)
+                assert message in reply["error"], (message, reply)
+            # an offer with only a data channel has no camera to matte
+            pc = __import__("aiortc").RTCPeerConnection()
+            pc.createDataChannel("control")
+            await pc.setLocalDescription(await pc.createOffer())
+            status, reply = await post_offer(url, {"sdp": pc.localDescription.sdp,
+                                                   "type": "offer"})
+            await pc.close()
+            assert status == 400 and "no video track" in reply["error"]
+            assert server.peers == {}
+            client = await LiveClient.connect(url, CameraTrack(coded_frame, fps=30))
+            await client.wait_frames(3)
+            await client.close()
+
+    run(main)
+
+
+def test_token_required_off_loopback() -> None:
+    async def main() -> None:
+        config = brightness_config(host="0.0.0.0", token="s3cret")
+        async with serving(config) as (url, _server):
+            status, reply = await post_offer(url, {"sdp": "v=0", "type": "offer"})
+            assert status == 401 and "token" in reply["error"]
+            status, reply = await post_offer(url, {"sdp": "v=0", "type": "offer"},
+                                             {"Authorization": "Bearer wrong"})
+            assert status == 401
+            with pytest.raises(RuntimeError, match="401"):
+                await LiveClient.connect(url, CameraTrack(coded_frame), token="wrong")
+            client = await LiveClient.connect(url, CameraTrack(coded_frame), token="s3cret")
+            await client.wait_frames(2)
+            await client.close()
+
+    run(main)
+
+
+def test_peer_limit_and_teardown_on_close() -> None:
+    async def main() -> None:
+        async with serving(brightness_config(max_peers=1)) as (url, server):
+            first = await LiveClient.connect(url, CameraTrack(coded_frame))
+            await first.wait_frames(2)
+            with pytest.raises(RuntimeError, match="503"):
+                await LiveClient.connect(url, CameraTrack(coded_frame))
+            peer = server.peers[first.peer_id]
+            await first.close()
+            deadline = time.perf_counter() + 10
+            while server.peers and time.perf_counter() < deadline:
+                await asyncio.sleep(0.05)
+            assert server.peers == {}
+            assert peer.track is not None and peer.track.readyState == "ended"
+            assert peer.executor._shutdown
+            second = await LiveClient.connect(url, CameraTrack(coded_frame))
+            await second.wait_frames(2)
+            await second.close()
+
+    run(main)
+
+
+def test_vanished_peer_is_torn_down_while_others_are_served() -> None:
+    async def main() -> None:
+        async with serving(brightness_config(idle_timeout_s=1.0, stats_interval_s=0.1)) \
+                as (url, server):
+            track = CameraTrack(coded_frame)
+            gone = await LiveClient.connect(url, track)
+            await gone.wait_frames(2)
+            other = await LiveClient.connect(url, CameraTrack(coded_frame))
+            # the first peer stops sending and says nothing: no BYE, no DTLS close
+            track.freeze()
+            deadline = time.perf_counter() + 10
+            while gone.peer_id in server.peers and time.perf_counter() < deadline:
+                await asyncio.sleep(0.05)
+            assert gone.peer_id not in server.peers
+            before = other.count
+            await other.wait_frames(before + 10)
+            assert other.peer_id in server.peers
+            await other.close()
+            await gone.close()
+
+    run(main)
+
+
+def test_config_from_server_settings() -> None:
+    class Settings:
+        host = "0.0.0.0"
+        token = "t"
+        ice_servers = ("stun:stun.example.org:3478",)
+        max_peers = 2
+        unrelated = 1
+
+    config = live_config_from(Settings())
+    assert not config.loopback_only and config.token == "t" and config.max_peers == 2
+    assert config.ice_servers[0].urls == ("stun:stun.example.org:3478",)
+    assert LiveConfig().ice_servers == ()  # nothing leaves the machine unless asked
+    with pytest.raises(ConfigError, match="expected a stun: or turn: URL"):
+        parse_ice_servers(["http://example.org"])
+    with pytest.raises(ConfigError, match="max_peers"):
+        LiveConfig(max_peers=0)
+    with pytest.raises(ConfigError, match="unknown temporal mode"):
+        LiveSettings().merged({"temporal": "wobble"})
+    with pytest.raises(ConfigError, match="expected true or false"):
+        LiveSettings().merged({"refine": "yes"})
+
+
+def test_pages_and_client_config_are_served() -> None:
+    async def main() -> None:
+        app = web.Application()
+        install(app, brightness_config())
+        runner, url = await start_server(app)
+        try:
+            async with aiohttp.ClientSession() as http:
+                for path, needle in (("/live", "live.js"), ("/obs", "obs.js"),
+                                     ("/live/live.js", "RTCPeerConnection"),
+                                     ("/live/obs.js", "webgl")):
+                    async with http.get(url + path) as response:
+                        assert response.status == 200, path
+                        assert needle in await response.text(), path
+                async with http.get(url + "/live/secret.py") as response:
+                    assert response.status == 404
+                async with http.get(url + "/api/live/config") as response:
+                    config = await response.json()
+            assert config["engines"] == ["brightness"]
+            assert config["ice_servers"] == []
+            assert app[LIVE_SERVER].config.engine == "brightness"
+        finally:
+            await runner.cleanup()
+
+    run(main)
