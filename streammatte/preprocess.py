@@ -1,5 +1,9 @@
 """Frame → model input: resize, scale, normalise, lay out.
 
+The input size comes from the catalog (``InputSpec.target_size``): fixed, the short side
+scaled to a length (aspect kept), or the frame's own size, each side rounded down to a
+multiple where the network needs it.
+
 Two recipes. The default scales pixels by a fixed 1/255 and resizes with OpenCV (area when
 shrinking, bilinear when growing). ``rembg_compat`` reproduces rembg exactly instead: Pillow's
 Lanczos resize and division by the image's own maximum, which makes the input depend on the
@@ -37,8 +41,9 @@ class Preprocessor:
         self._offset = (-np.asarray(spec.mean, dtype=np.float32) / std).astype(np.float32)
 
     def __call__(self, image: RGBImage) -> np.ndarray:
-        size = self.spec.size
-        if size is not None:
+        h, w = image.shape[:2]
+        size = self.spec.target_size(w, h)
+        if size != (w, h):
             image = resize_lanczos(image, size) if self.rembg_compat else resize_rgb(image, size)
         if self.spec.dtype == "uint8":
             sample: np.ndarray = image

@@ -1,4 +1,9 @@
-"""``streammatte models list|pull|verify|path``: the model catalog and its cache."""
+"""``streammatte models list|pull|verify|path|add|bench``: the model catalog and its cache.
+
+Gated sources (BRIA's Hugging Face pages) need a token: set ``HF_TOKEN`` (accept the model's
+terms on its page first). ``add NAME FILE`` copies a file you downloaded yourself into the cache
+after it matches the catalog's checksum.
+"""
 
 from __future__ import annotations
 
@@ -7,25 +12,49 @@ import sys
 from pathlib import Path
 
 from ..errors import ModelError
-from ..models.catalog import ModelSpec, get_spec, load_catalog
+from ..models.catalog import ModelSpec, UrlSource, get_spec, load_catalog
 from ..models.store import ModelStore
 from ..progress import DownloadProgress
-from .common import SubParsers, models_dir_from
+from .common import SubParsers, hf_auth_tokens, models_dir_from
+
+#: DAVIS data beside a source checkout (../shared/data/davis)
+_DEFAULT_DAVIS = Path(__file__).resolve().parents[3] / "shared" / "data" / "davis"
 
 
 def add_parser(subparsers: SubParsers) -> None:
     parser = subparsers.add_parser("models", help="list, pull and verify models",
-                                   description=__doc__)
+                                   description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models-dir", type=Path, metavar="DIR",
                         help="model cache (default: $STREAMMATTE_MODELS_DIR or "
                         "~/.cache/streammatte/models)")
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    actions.add_parser("list", help="every catalog model, its licence and whether it is cached")
+    actions.add_parser("list", help="every catalog model: task, input size, file size, licence, "
+                       "whether it is cached, and where it comes from")
     for name, text in (("pull", "download and verify"), ("verify", "re-hash the cached file"),
                        ("path", "print the cached file's path")):
         sub = actions.add_parser(name, help=text)
         sub.add_argument("names", nargs="*" if name != "path" else 1, metavar="NAME",
                          help="model names (default for pull/verify: u2netp / every cached one)")
+    add = actions.add_parser("add", help="verify a file you downloaded and put it in the cache")
+    add.add_argument("name", metavar="NAME", help="catalog model the file is")
+    add.add_argument("file", type=Path, metavar="FILE",
+                     help="the model file (or, for MediaPipe, the .tflite it is converted from)")
+    bench = actions.add_parser("bench", help="ms/frame on this CPU and IoU/MAD against DAVIS "
+                               "ground truth, per model")
+    bench.add_argument("names", nargs="*", metavar="NAME",
+                       help="models to measure (default: every cached one of u2netp, u2net, "
+                       "modnet, mediapipe-selfie, mediapipe-selfie-landscape)")
+    bench.add_argument("--davis", type=Path, default=_DEFAULT_DAVIS, metavar="DIR",
+                       help="DAVIS folder with <sequence>/frames and <sequence>/masks "
+                       "(default: ../shared/data/davis)")
+    bench.add_argument("--sequences", default="parkour,car-shadow",
+                       help="comma-separated DAVIS sequences (default: parkour,car-shadow)")
+    bench.add_argument("--stride", type=int, default=1,
+                       help="use every Nth frame (default: 1, all frames)")
+    bench.add_argument("--threads", type=int, default=None,
+                       help="ONNX Runtime intra-op threads (default: one per core)")
+    bench.add_argument("--pull", action="store_true", help="pull models that are not cached")
     parser.set_defaults(func=run)
 
 
@@ -36,10 +65,9 @@ def _size(spec: ModelSpec) -> str:
 def _list(store: ModelStore) -> int:
     rows = [("NAME", "TASK", "INPUT", "SIZE", "LICENCE", "CACHED", "SOURCES")]
     for spec in load_catalog().values():
-        size = f"{spec.input.size[0]}×{spec.input.size[1]}" if spec.input.size else "any"
         licence = spec.licence_label() + (" ⚠" if spec.non_commercial else "")
         sources = ", ".join(s.describe() for s in spec.sources) or "none (bring your own file)"
-        rows.append((spec.name, spec.task, size, _size(spec), licence,
+        rows.append((spec.name, spec.task, spec.input.describe_size(), _size(spec), licence,
                      "yes" if store.is_cached(spec) else "no", sources))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
@@ -48,23 +76,62 @@ def _list(store: ModelStore) -> int:
           "static cameras)")
     if any(s.non_commercial for s in load_catalog().values()):
         print("⚠ non-commercial licence: not for commercial use")
+    if any(isinstance(s, UrlSource) and s.gated
+           for spec in load_catalog().values() for s in spec.sources):
+        print("gated sources need a Hugging Face token: accept the model's terms, then set "
+              "HF_TOKEN")
+    return 0
+
+
+def _bench(args: argparse.Namespace, store: ModelStore) -> int:
+    from ..models.bench import DEFAULT_MODELS, format_table, run_bench
+
+    if not args.davis.is_dir():
+        print(f"{args.davis}: DAVIS data not found (pass --davis DIR)", file=sys.stderr)
+        return 2
+    chosen = []
+    for name in args.names or DEFAULT_MODELS:
+        spec = get_spec(name)
+        if args.pull:
+            chosen.append((spec, store.ensure(spec, DownloadProgress())))
+        elif store.is_cached(spec):
+            chosen.append((spec, store.verify(spec)))
+        else:
+            print(f"{name}: not cached, skipped (pull it, or pass --pull)", file=sys.stderr)
+    if not chosen:
+        print("no model to measure", file=sys.stderr)
+        return 1
+    sequences = [s for s in args.sequences.split(",") if s]
+    results = run_bench(
+        chosen, args.davis, sequences=sequences, stride=max(1, args.stride), threads=args.threads,
+        on_result=lambda r: print(f"{r.name}: {r.infer_ms:.1f} ms/frame ({r.provider})",
+                                  file=sys.stderr),
+    )
+    print(format_table(results))
     return 0
 
 
 def run(args: argparse.Namespace) -> int:
-    store = ModelStore(models_dir_from(args))
+    store = ModelStore(models_dir_from(args), auth_tokens=hf_auth_tokens())
     if args.action == "list":
         return _list(store)
+    if args.action == "bench":
+        return _bench(args, store)
     if args.action == "path":
         spec = get_spec(args.names[0])
         print(store.verify(spec))
+        return 0
+    if args.action == "add":
+        spec = get_spec(args.name)
+        path = store.add_file(spec, args.file)
+        print(f"{spec.name}: {path} ({spec.checksum[0]} ok, {spec.licence_label()})")
         return 0
     if args.action == "pull":
         names = args.names or ["u2netp"]
         for name in names:
             spec = get_spec(name)
             path = store.ensure(spec, DownloadProgress())
-            print(f"{spec.name}: {path} (sha256 ok, {spec.licence_label()})")
+            print(f"{spec.name}: {path} ({spec.checksum[0]} ok, {spec.licence_label()})")
         return 0
     names = args.names or [s.name for s in load_catalog().values() if store.is_cached(s)]
     failed = 0

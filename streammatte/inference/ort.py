@@ -74,6 +74,9 @@ class OrtEngine(Engine):
         self._output_name = list(self._outputs)[spec.output.index]
         batch_dim = self._inputs[self._input_name].shape[0]
         self.max_batch = batch_dim if isinstance(batch_dim, int) and batch_dim > 0 else 64
+        # half-precision graphs (RMBG-1.4 fp16) take float16 in; frames are prepared as float32
+        self._cast: type[np.floating] | None = (
+            np.float16 if self._inputs[self._input_name].dtype == "float16" else None)
 
     def _check_graph(self, model_path: Path) -> None:
         spec = self.spec
@@ -83,15 +86,39 @@ class OrtEngine(Engine):
                 f"{spec.name} expects (graph inputs: {', '.join(self._inputs)})"
             )
         tensor = self._inputs[spec.input.name or next(iter(self._inputs))]
-        if spec.input.size is not None and len(tensor.shape) == 4:
+        layout = spec.input.layout
+        if len(tensor.shape) != 4:
+            raise ModelError(
+                f"{model_path}: input {tensor.name!r} has shape {tensor.shape}; the catalog "
+                f"entry {spec.name} expects a 4-D {layout} image batch"
+            )
+        accepted = ("float32", "float16") if spec.input.dtype == "float32" else ("uint8",)
+        if tensor.dtype not in accepted:
+            raise ModelError(
+                f"{model_path}: input {tensor.name!r} is {tensor.dtype}; the catalog entry "
+                f"{spec.name} feeds {spec.input.dtype}"
+            )
+        channels = tensor.shape[1] if layout == "nchw" else tensor.shape[3]
+        if isinstance(channels, int) and channels != 3:
+            raise ModelError(
+                f"{model_path}: input shape {tensor.shape} has {channels} channels; the catalog "
+                f"entry {spec.name} feeds RGB ({layout})"
+            )
+        if spec.input.size is not None:
             w, h = spec.input.size
-            expected = (3, h, w) if spec.input.layout == "nchw" else (h, w, 3)
+            expected = (3, h, w) if layout == "nchw" else (h, w, 3)
             for got, want in zip(tensor.shape[1:], expected, strict=True):
                 if isinstance(got, int) and got != want:
                     raise ModelError(
                         f"{model_path}: input shape {tensor.shape} does not fit the catalog's "
-                        f"{spec.input.layout} {expected} for {spec.name}"
+                        f"{layout} {expected} for {spec.name}"
                     )
+        elif any(isinstance(d, int) for d in (tensor.shape[2:] if layout == "nchw"
+                                               else tensor.shape[1:3])):
+            raise ModelError(
+                f"{model_path}: input shape {tensor.shape} is fixed, but the catalog entry "
+                f"{spec.name} sizes its input from each frame ({spec.input.describe_size()})"
+            )
         if spec.output.index >= len(self._outputs):
             raise ModelError(f"{model_path}: the catalog reads output {spec.output.index} but "
                              f"the graph has {len(self._outputs)}")
@@ -112,6 +139,8 @@ class OrtEngine(Engine):
             parts = [self.infer(batch[i:i + self.max_batch])
                      for i in range(0, batch.shape[0], self.max_batch)]
             return np.concatenate(parts)
+        if self._cast is not None:
+            batch = batch.astype(self._cast)
         (out,) = self._session.run([self._output_name], {self._input_name: batch})
         result: np.ndarray = out
         return result

