@@ -29,6 +29,11 @@ class MatteConfig:
     model_file: Path | None = None
     models_dir: Path | None = None
     batch_size: int = 1
+    #: model input size chosen instead of the catalog's, (width, height); the engine checks
+    #: that the model accepts it
+    input_size: tuple[int, int] | None = None
+    #: or: scale frames so their short side is this long (models with a free input size)
+    short_side: int | None = None
     max_queue_frames: int = 4
     #: fail on the first damaged packet instead of concealing and counting
     strict: bool = False
@@ -41,6 +46,14 @@ class MatteConfig:
             raise ConfigError(f"max_queue_frames should be >= 1, got {self.max_queue_frames}")
         if not self.engine:
             raise ConfigError("engine should not be empty")
+        if self.input_size is not None and self.short_side is not None:
+            raise ConfigError("choose input_size or short_side, not both")
+        if self.input_size is not None and (
+            len(self.input_size) != 2 or min(self.input_size) < 1
+        ):
+            raise ConfigError(f"input_size should be (width, height) > 0, got {self.input_size}")
+        if self.short_side is not None and self.short_side < 1:
+            raise ConfigError(f"short_side should be >= 1, got {self.short_side}")
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> MatteConfig:

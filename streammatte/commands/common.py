@@ -25,9 +25,32 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
                        help="model cache (default: $STREAMMATTE_MODELS_DIR or "
                        "~/.cache/streammatte/models)")
     group.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default: auto)")
+    group.add_argument("--input-size", type=parse_size, metavar="WxH",
+                       help="model input size instead of the catalog's native one, where the "
+                       "model accepts it (e.g. 512x512)")
+    group.add_argument("--short-side", type=int, metavar="N",
+                       help="scale frames so their short side is N before inference (models "
+                       "with a free input size, e.g. modnet; default: the catalog's)")
     group.add_argument("--rembg-compat", action="store_true",
                        help="reproduce rembg's per-image min/max rescaling exactly (bit-parity "
                        "with rembg; flickers on video)")
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"512x288"`` → (512, 288), for argparse."""
+    try:
+        w, h = (int(v) for v in text.lower().replace("×", "x").split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, got {text!r}") from None
+    if w < 1 or h < 1:
+        raise argparse.ArgumentTypeError(f"expected positive sides, got {text!r}")
+    return w, h
+
+
+def hf_auth_tokens() -> dict[str, str]:
+    """Tokens for gated model hosts, from the environment (the CLI's job, not the library's)."""
+    token = os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
+    return {"huggingface.co": token} if token else {}
 
 
 def add_output_options(parser: argparse.ArgumentParser, *, video: bool) -> None:
@@ -70,7 +93,8 @@ def config_from(args: argparse.Namespace) -> MatteConfig:
         "background": args.background,
         "overwrite": args.overwrite,
     }
-    for name in ("output_format", "temporal", "batch_size", "strict"):
+    for name in ("output_format", "temporal", "batch_size", "strict", "input_size",
+                 "short_side"):
         if hasattr(args, name):
             options[name] = getattr(args, name)
     if getattr(args, "only_mask", False):

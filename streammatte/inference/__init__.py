@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -54,13 +55,14 @@ def resolve_model(
     model_file: Path | None = None,
     models_dir: Path | None = None,
     progress: ProgressFn | None = None,
+    auth_tokens: Mapping[str, str] | None = None,
 ) -> Path:
     """A verified local file for ``spec``: ``model_file`` if given, else the cache (pulled
     on first use)."""
     if model_file is not None:
         verify_file(Path(model_file), spec)
         return Path(model_file)
-    return ModelStore(models_dir).ensure(spec, progress)
+    return ModelStore(models_dir, auth_tokens=auth_tokens).ensure(spec, progress)
 
 
 def open_engine(
@@ -71,11 +73,16 @@ def open_engine(
     device: str = "auto",
     backend: str = "onnxruntime",
     progress: ProgressFn | None = None,
+    input_size: tuple[int, int] | None = None,
+    short_side: int | None = None,
+    auth_tokens: Mapping[str, str] | None = None,
 ) -> Engine:
     """Open the engine ``name`` (a catalog model or a builtin such as ``mog2``).
 
-    Catalog models are pulled into ``models_dir`` on first use and verified by sha256; a model
-    whose licence forbids commercial use raises NonCommercialModelWarning.
+    Catalog models are pulled into ``models_dir`` on first use and verified by checksum; a
+    model whose licence forbids commercial use raises NonCommercialModelWarning.
+    ``input_size`` / ``short_side`` replace the catalog's input size (ConfigError or ModelError
+    when the model does not accept it); ``auth_tokens`` (host → token) open gated sources.
     """
     key = name.lower()
     if key in BUILTIN_ENGINES:
@@ -85,6 +92,8 @@ def open_engine(
     if key not in catalog:
         raise ModelError(f"unknown engine {name!r} (choose from: {', '.join(engine_names())})")
     spec = catalog[key]
+    if input_size is not None or short_side is not None:
+        spec = spec.with_input_size(input_size, short_side)
     if backend not in BACKENDS:
         raise ModelError(f"unknown backend {backend!r} (choose from: {', '.join(BACKENDS)})")
     if spec.non_commercial:
@@ -93,7 +102,8 @@ def open_engine(
             NonCommercialModelWarning,
             stacklevel=2,
         )
-    path = resolve_model(spec, model_file=model_file, models_dir=models_dir, progress=progress)
+    path = resolve_model(spec, model_file=model_file, models_dir=models_dir, progress=progress,
+                         auth_tokens=auth_tokens)
     target, extra = BACKENDS[backend]
     engine_cls = _load(target, extra, f"backend {backend}")
     opened: Engine = engine_cls(spec, path, device=device)
