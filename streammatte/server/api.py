@@ -33,7 +33,7 @@ from .. import __version__
 from ..api import matte_image
 from ..compose import NAMED_COLOURS, parse_background
 from ..config import MatteConfig
-from ..errors import ConfigError
+from ..errors import ConfigError, SourceError, StreamMatteError
 from ..sinks.formats import FORMATS
 from ..temporal import TEMPORAL_FILTERS
 from .app import EXTENSIONS_KEY, SETTINGS_KEY, STATIC_DIR, ServerSettings, api_error
@@ -276,7 +276,16 @@ async def remove_background(request: web.Request) -> web.Response:
                 return _encode_image(out, fmt), engine.describe()
 
         started = time.perf_counter()
-        body, described = await jobs.run_image(work)
+        try:
+            body, described = await jobs.run_image(work)
+        except StreamMatteError as exc:
+            # the client knows its file by its own name, not by the server's path
+            message = str(exc).replace(str(path), filename)
+            status: type[web.HTTPException] = (
+                web.HTTPBadRequest if isinstance(exc, ConfigError)
+                else web.HTTPUnprocessableEntity if isinstance(exc, SourceError)
+                else web.HTTPServiceUnavailable)  # the engine cannot be had right now
+            raise api_error(status, message) from exc
         elapsed = time.perf_counter() - started
     finally:
         await jobs.run_blocking(lambda: shutil.rmtree(folder, ignore_errors=True))

@@ -132,8 +132,12 @@ def json_error(status: int, message: str, **extra: Any) -> web.Response:
 def api_error(exc_class: type[web.HTTPException], message: str,
               **headers: str) -> web.HTTPException:
     """An HTTPException carrying the JSON error shape; ``raise api_error(...)``."""
-    return exc_class(text=json.dumps({"error": message}), content_type="application/json",
-                     headers=headers or None)
+    text = json.dumps({"error": message})
+    if issubclass(exc_class, web.HTTPRequestEntityTooLarge):
+        # its sizes only feed aiohttp's default text; the message already says them
+        return exc_class(max_size=0, actual_size=0, text=text, content_type="application/json",
+                         headers=headers or None)
+    return exc_class(text=text, content_type="application/json", headers=headers or None)
 
 
 def _presented_token(request: web.Request) -> str | None:
@@ -222,7 +226,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if exc.content_type == "application/json" or not request.path.startswith("/api/") \
                 or exc.status < 400:
             raise
-        return json_error(exc.status, exc.text or exc.reason)
+        return json_error(exc.status, exc.reason)
     except StreamMatteError as exc:
         return json_error(400 if isinstance(exc, ConfigError) else 422, str(exc))
     except asyncio.CancelledError:
