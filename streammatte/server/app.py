@@ -63,7 +63,7 @@ class ServerSettings:
     port: int = 8080
     #: required (and then checked on every request) when ``host`` is not loopback
     token: str | None = None
-    max_upload_bytes: int = 512 * 1024 * 1024
+    max_upload_bytes: int = 512_000_000
     #: images larger than this (width × height) are refused before decoding
     max_image_pixels: int = 50_000_000
     max_video_duration_s: float = 600.0
