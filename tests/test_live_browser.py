@@ -1,0 +1,228 @@
+"""A real browser on the live pages: Debian's chromium, headless, with a fake camera fed from a
+generated .y4m, talking WebRTC to the server; checked from the page's own pixels."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import av
+import numpy as np
+import pytest
+from aiohttp import web
+from media import BrightnessEngine, square_frame
+
+from streammatte.bench_live import start_server
+from streammatte.inference import Engine
+from streammatte.server.live import LiveConfig, install
+
+W, H = 320, 240
+
+
+def find_chromium() -> str:
+    """chromium on PATH; installed with apt-get when missing and we may (CI runs as root)."""
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        path = shutil.which(name)
+        if path:
+            return path
+    if os.environ.get("STREAMMATTE_NO_APT") != "1" and shutil.which("apt-get") and \
+            hasattr(os, "geteuid") and os.geteuid() == 0:
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "install", "-y", "--no-install-recommends", "chromium"],
+                       env=env, capture_output=True, timeout=600, check=False)
+        path = shutil.which("chromium")
+        if path:
+            return path
+    pytest.skip("chromium is not installed and could not be installed with apt-get "
+                "(install Debian's `chromium` package to run the real-browser tests)")
+
+
+def write_y4m(path: Path, frames: int = 30) -> None:
+    with av.open(str(path), "w", format="yuv4mpegpipe") as container:
+        stream = container.add_stream("rawvideo", rate=30)
+        stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
+        for i in range(frames):
+            frame = av.VideoFrame.from_ndarray(square_frame(i, W, H)[0], format="rgb24")
+            frame.pts, frame.time_base = i, Fraction(1, 30)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+
+
+class Page:
+    """The smallest DevTools-protocol client: evaluate JavaScript, take screenshots."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.ws = ws
+        self._id = 0
+
+    async def call(self, method: str, **params: Any) -> dict[str, Any]:
+        self._id += 1
+        await self.ws.send_json({"id": self._id, "method": method, "params": params})
+        while True:
+            message = await self.ws.receive_json(timeout=60)
+            if message.get("id") == self._id:
+                if "error" in message:
+                    raise RuntimeError(f"{method}: {message['error']}")
+                result: dict[str, Any] = message.get("result", {})
+                return result
+
+    async def evaluate(self, expression: str) -> Any:
+        reply = await self.call("Runtime.evaluate", expression=expression, awaitPromise=True,
+                                returnByValue=True)
+        if "exceptionDetails" in reply:
+            raise RuntimeError(f"{expression}: {reply['exceptionDetails']}")
+        return reply["result"].get("value")
+
+    async def wait_for(self, expression: str, timeout_s: float = 60.0) -> Any:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            value = await self.evaluate(expression)
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                state = await self.evaluate("JSON.stringify(window.streammatte && "
+                                            "window.streammatte.state, (k, v) => "
+                                            "k === 'session' ? undefined : v)")
+                raise TimeoutError(f"timed out waiting for {expression}; page state: {state}")
+            await asyncio.sleep(0.25)
+
+    async def screenshot(self, path: Path) -> None:
+        reply = await self.call("Page.captureScreenshot", format="png")
+        path.write_bytes(base64.b64decode(reply["data"]))
+
+
+@contextlib.asynccontextmanager
+async def browser_page(url: str, y4m: Path) -> AsyncIterator[Page]:
+    chromium = find_chromium()
+    profile = Path(tempfile.mkdtemp(prefix="sm-chromium-"))
+    args = [chromium, "--headless=new", "--no-sandbox", "--disable-gpu",
+            "--use-gl=angle", "--use-angle=swiftshader", "--enable-unsafe-swiftshader",
+            "--no-first-run", "--disable-dev-shm-usage", "--remote-debugging-port=0",
+            f"--user-data-dir={profile}", "--use-fake-ui-for-media-stream",
+            "--use-fake-device-for-media-stream", f"--use-file-for-fake-video-capture={y4m}",
+            "--autoplay-policy=no-user-gesture-required", "--window-size=1280,720", url]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        port = None
+        deadline = time.monotonic() + 60
+        lines = []
+        while port is None and time.monotonic() < deadline:
+            line = await asyncio.to_thread(proc.stderr.readline)
+            if not line and proc.poll() is not None:
+                break
+            lines.append(line)
+            match = re.search(r"DevTools listening on ws://[^:]+:(\d+)/", line)
+            if match:
+                port = int(match.group(1))
+        if port is None:
+            pytest.fail("chromium did not start:\n" + "".join(lines[-20:]))
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"http://127.0.0.1:{port}/json/list") as response:
+                targets = await response.json(content_type=None)
+            target = next(t for t in targets if t.get("type") == "page")
+            async with http.ws_connect(target["webSocketDebuggerUrl"], max_msg_size=0) as ws:
+                page = Page(ws)
+                await page.call("Runtime.enable")
+                yield page
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def brightness_factory(name: str) -> Engine:
+    return BrightnessEngine()
+
+
+async def serve_live(background: str) -> tuple[web.AppRunner, str]:
+    app = web.Application()
+    install(app, LiveConfig(engine="brightness", engines=("brightness",), background=background,
+                            engine_factory=brightness_factory))
+    # chromium and the server talk over the host's own address, as a LAN peer would
+    return await start_server(app)
+
+
+# The fake camera shows square_frame: a bright square over a dark texture. Sample a strip of
+# the background (left edge, where the square never is at these frame indices) and the square.
+def mean_of(sample: dict[str, Any] | None) -> np.ndarray:
+    assert sample is not None, "the page has no video frame to sample"
+    return np.asarray(sample["mean"], dtype=float)
+
+
+def test_live_page_shows_the_new_background(tmp_path: Path, artifacts_dir: Path) -> None:
+    y4m = tmp_path / "camera.y4m"
+    write_y4m(y4m)
+
+    async def main() -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+        runner, url = await serve_live("#00ff00")
+        try:
+            async with browser_page(f"{url}/live?autostart=1&background=%2300ff00", y4m) as page:
+                await page.wait_for("window.streammatte && window.streammatte.state.status "
+                                    "=== 'live' && document.getElementById('processed')"
+                                    ".videoWidth > 0")
+                await page.wait_for("window.streammatte.state.stats && "
+                                    "window.streammatte.state.stats.frames_out > 10")
+                await asyncio.sleep(1.0)
+                strip = await page.evaluate("window.streammatte.sampleProcessed(0, 0, 0.05, 1)")
+                raw = await page.evaluate("window.streammatte.sampleVideo(document."
+                                          "getElementById('original'), 0, 0, 0.05, 1)")
+                stats = await page.evaluate("window.streammatte.state.stats")
+                await page.screenshot(artifacts_dir / "live_page.png")
+        finally:
+            await runner.cleanup()
+        return mean_of(strip), mean_of(raw), stats
+
+    processed, original, stats = asyncio.run(asyncio.wait_for(main(), 180))
+    # the camera's background is a dark purple texture; the returned video's is green
+    assert original[1] < 80, f"camera strip should be dark, got {original}"
+    assert processed[1] > 200 and processed[0] < 60 and processed[2] < 60, processed
+    assert stats["frames_out"] > 10 and stats["latency_ms"]["p50"] is not None
+
+
+def test_obs_page_recombines_alpha_onto_a_transparent_canvas(tmp_path: Path,
+                                                             artifacts_dir: Path) -> None:
+    y4m = tmp_path / "camera.y4m"
+    write_y4m(y4m)
+
+    async def main() -> tuple[np.ndarray, np.ndarray]:
+        runner, url = await serve_live("blur")
+        try:
+            async with browser_page(f"{url}/obs?alpha=1", y4m) as page:
+                await page.wait_for("window.streammatte && window.streammatte.state.status "
+                                    "=== 'live' && document.getElementById('cutout').width > 0")
+                await asyncio.sleep(1.5)
+                edge = await page.evaluate("window.streammatte.sampleOutput(0, 0, 0.05, 1)")
+                # the square spans the middle third vertically; sample its centre row band
+                square = await page.evaluate("window.streammatte.sampleOutput(0.0, 0.45, 1, 0.55)")
+                await page.screenshot(artifacts_dir / "obs_alpha_page.png")
+                size = await page.evaluate("[document.getElementById('cutout').width, "
+                                           "document.getElementById('cutout').height]")
+        finally:
+            await runner.cleanup()
+        assert size == [W, H], f"canvas should be the camera size (half the stream): {size}"
+        return mean_of(edge), mean_of(square)
+
+    edge, band = asyncio.run(asyncio.wait_for(main(), 180))
+    assert edge[3] < 20, f"background should be transparent, alpha {edge[3]:.0f}"
+    # the band holds the opaque bright square (a third of the width) and transparent rest
+    assert 40 < band[3] < 160, f"band alpha {band[3]:.0f}"
+
