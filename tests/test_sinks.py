@@ -235,3 +235,16 @@ def test_mp4_with_transparent_background_is_refused(clip: tuple[Path, list[np.nd
         matte_video(src, tmp_path / "x.mp4", engine=BrightnessEngine(),
                     background="transparent")
     assert not (tmp_path / "x.mp4").exists()
+
+
+def test_output_gets_the_users_umask_not_a_private_mode(tmp_path: Path) -> None:
+    import os
+
+    src = tmp_path / "clip.mp4"
+    make_video(src, frames=3)
+    old = os.umask(0o022)
+    try:
+        matte_video(src, tmp_path / "out.mov", engine=BrightnessEngine())
+    finally:
+        os.umask(old)
+    assert (tmp_path / "out.mov").stat().st_mode & 0o777 == 0o644

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
+import uuid
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
@@ -169,13 +169,13 @@ class FileSink:
         self._closed = False
 
     def _make_temp(self) -> Path:
-        prefix = f".{self.path.name}.partial-"
+        # Not tempfile.mkstemp: its 0600 mode would survive the rename; the encoder creates
+        # this name with the user's umask instead. The random part makes it unique.
+        name = f".{self.path.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        tmp = self.path.parent / (name + self.format.extension)
         if self.format.codec is None:
-            return Path(tempfile.mkdtemp(prefix=prefix, dir=self.path.parent))
-        fd, name = tempfile.mkstemp(prefix=prefix, suffix=self.format.extension,
-                                    dir=self.path.parent)
-        os.close(fd)
-        return Path(name)
+            tmp.mkdir()
+        return tmp
 
     # -- opening ------------------------------------------------------------------------------
 
