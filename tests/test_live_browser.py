@@ -65,7 +65,7 @@ def write_y4m(path: Path, frames: int = 30) -> None:
 class Page:
     """The smallest DevTools-protocol client: evaluate JavaScript, take screenshots."""
 
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse[bool]) -> None:
         self.ws = ws
         self._id = 0
 
