@@ -278,3 +278,24 @@ def test_input_size_a_fixed_graph_cannot_take_is_refused(u2netp_path: Path) -> N
 def test_input_size_breaking_multiple_of_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="short side 300: this model needs a multiple of 32"):
         open_engine("modnet", short_side=300)
+
+
+@pytest.mark.network
+def test_bench_scores_a_real_model_against_davis(models_dir: Path, shared_data: Path) -> None:
+    pytest.importorskip("streammatte.metrics")
+    from streammatte.models.bench import format_table, run_bench
+
+    path = _pull("mediapipe-selfie-landscape", models_dir)
+    spec = get_spec("mediapipe-selfie-landscape")
+    (result,) = run_bench([(spec, path)], shared_data / "davis", sequences=["parkour"],
+                          stride=50, threads=1)
+    assert result.input_size == "256×144"
+    assert result.infer_ms > 0 and result.total_ms >= result.infer_ms
+    (score,) = result.scores
+    assert score.frames == 2
+    with open_engine("mediapipe-selfie-landscape", models_dir=models_dir, device="cpu") as e:
+        matter = streammatte.Matter(e)
+        expected = np.mean([iou(matter.alpha(img), truth)
+                            for img, truth in (_frame(shared_data, "parkour", i) for i in (0, 50))])
+    assert score.iou == pytest.approx(expected, abs=1e-6)
+    assert "| mediapipe-selfie-landscape | 256×144 |" in format_table([result])

@@ -36,8 +36,11 @@ class SequenceScore:
 class ModelBench:
     name: str
     input_size: str
-    infer_ms: float  # engine.infer alone, one frame per call
-    total_ms: float  # preprocess + infer + postprocess to frame size
+    infer_ms: float  # engine.infer alone, one frame per call, wall clock
+    total_ms: float  # preprocess + infer + postprocess to frame size, wall clock
+    #: process CPU time of engine.infer (all threads): steadier than wall time on a shared
+    #: machine, but it counts ONNX Runtime's spinning worker threads too
+    infer_cpu_ms: float
     provider: str
     scores: list[SequenceScore] = field(default_factory=list)
 
@@ -76,7 +79,7 @@ def bench_model(
         first = next(iter(sequences.values()))[0][0]
         for _ in range(warmup):
             matter.alpha(first)
-        infer_s = total_s = 0.0
+        infer_s = total_s = cpu_s = 0.0
         count = 0
         scores = []
         for name, pairs in sequences.items():
@@ -84,12 +87,13 @@ def bench_model(
             for image, truth in pairs:
                 t0 = time.perf_counter()
                 sample = matter.preprocess(image)
-                t1 = time.perf_counter()
+                c1, t1 = time.process_time(), time.perf_counter()
                 raw = engine.infer(sample[None])[0]
-                t2 = time.perf_counter()
+                t2, c2 = time.perf_counter(), time.process_time()
                 alpha = matter.postprocess(raw, (image.shape[1], image.shape[0]))
                 t3 = time.perf_counter()
                 infer_s += t2 - t1
+                cpu_s += c2 - c1
                 total_s += t3 - t0
                 count += 1
                 ious.append(metrics.iou(alpha, truth))
@@ -100,7 +104,8 @@ def bench_model(
         tw, th = spec.input.target_size(w, h)
         return ModelBench(
             name=spec.name, input_size=f"{tw}×{th}", infer_ms=1e3 * infer_s / count,
-            total_ms=1e3 * total_s / count, provider=engine.provider, scores=scores,
+            total_ms=1e3 * total_s / count, infer_cpu_ms=1e3 * cpu_s / count,
+            provider=engine.provider, scores=scores,
         )
 
 
@@ -128,12 +133,13 @@ def format_table(results: Sequence[ModelBench]) -> str:
     if not results:
         return "(no model measured)"
     seqs = [s.sequence for s in results[0].scores]
-    head = ["model", "input", "infer ms/frame", "total ms/frame"]
+    head = ["model", "input", "infer ms/frame", "infer CPU ms/frame", "total ms/frame"]
     for seq in seqs:
         head += [f"IoU {seq}", f"MAD×1e3 {seq}"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in results:
-        row = [r.name, r.input_size, f"{r.infer_ms:.1f}", f"{r.total_ms:.1f}"]
+        row = [r.name, r.input_size, f"{r.infer_ms:.1f}", f"{r.infer_cpu_ms:.1f}",
+               f"{r.total_ms:.1f}"]
         for s in r.scores:
             row += [f"{s.iou:.3f}", f"{s.mad:.1f}"]
         lines.append("| " + " | ".join(row) + " |")
