@@ -16,7 +16,8 @@ from . import __version__
 from .errors import StreamMatteError
 
 #: subcommand name → module in streammatte.commands (each has add_parser(subparsers) and run)
-COMMANDS: tuple[str, ...] = ("video", "image", "models", "bench", "serve", "live")
+COMMANDS: tuple[str, ...] = ("video", "image", "models", "bench", "serve", "live", "doctor",
+                             "engines")
 
 
 def build_parser() -> argparse.ArgumentParser:

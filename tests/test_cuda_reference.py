@@ -372,3 +372,44 @@ def test_cuda_composite_matches_reference_bit_for_bit(emulated: Emulated, mode: 
 def test_emulation_catches_a_wrong_argument_count(emulated: Emulated) -> None:
     with pytest.raises(TypeError, match="takes 5 arguments"):
         emulated("sm_ema", (1, 1, 1), (1, 1, 1), np.zeros(1, np.float32))
+
+
+# --- the CUDA source through the real CUDA compiler (no GPU needed to compile) ---------------
+
+_PTX_TYPES = {"P": ".u64", "i": ".u32", "q": ".u64", "f": ".f32"}
+
+
+@pytest.fixture(scope="module")
+def ptx(tmp_path_factory: pytest.TempPathFactory) -> str:
+    nvcc = shutil.which("nvcc")
+    if nvcc is None:
+        pytest.skip("nvcc not found: cannot compile the CUDA source")
+    work = Path(tmp_path_factory.mktemp("nvcc"))
+    (work / "kernels.cu").write_text(KERNEL_SOURCE, encoding="utf-8")
+    # the same translation pycuda's SourceModule(no_extern_c=True) does, to PTX for sm_80
+    subprocess.run([nvcc, "--ptx", "-arch=sm_80", "-o", str(work / "kernels.ptx"),
+                    str(work / "kernels.cu")], check=True, capture_output=True, text=True)
+    return (work / "kernels.ptx").read_text(encoding="utf-8")
+
+
+def _entry(ptx: str, name: str) -> tuple[list[str], str]:
+    start = ptx.index(f".entry {name}(")
+    params_end = ptx.index(")", start)
+    params = [line.split()[1] for line in ptx[start:params_end].splitlines()
+              if line.strip().startswith(".param")]
+    body_end = ptx.index("\n}", params_end)
+    return params, ptx[params_end:body_end]
+
+
+@pytest.mark.parametrize("name", sorted(KERNEL_SIGNATURES))
+def test_nvcc_compiles_each_kernel_with_the_declared_parameters(ptx: str, name: str) -> None:
+    params, _ = _entry(ptx, name)
+    assert params == [_PTX_TYPES[c] for c in KERNEL_SIGNATURES[name]]
+
+
+@pytest.mark.parametrize("name", ["sm_ema", "sm_composite"])
+def test_nvcc_keeps_the_exact_blends_unfused(ptx: str, name: str) -> None:
+    # an fma would round once where numpy rounds twice: the composite would drift from blend()
+    _, body = _entry(ptx, name)
+    assert "fma" not in body
+    assert "mul.rn.f32" in body

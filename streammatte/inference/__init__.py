@@ -27,6 +27,9 @@ BUILTIN_ENGINES: dict[str, str] = {
 #: how a catalog model's graph can be run, by backend name → (import string, extra to install)
 BACKENDS: dict[str, tuple[str, str | None]] = {
     "onnxruntime": ("streammatte.inference.ort:OrtEngine", None),
+    "trt": ("streammatte.inference.trt:TrtEngine", "trt"),
+    "onnxruntime-cuda": ("streammatte.inference.ort_cuda:OrtCudaEngine", "trt"),
+    "auto": ("streammatte.cuda.select:open_auto", None),
 }
 
 
