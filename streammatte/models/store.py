@@ -203,8 +203,8 @@ class ModelStore:
             return path
         raise ModelFetchError(
             f"{spec.name}: every source failed:\n" + "\n".join(failures)
-            + f"\nDownload {spec.file} yourself and pass --model-file PATH, or put it in "
-            f"{self.root}."
+            + f"\nDownload {spec.file} yourself and pass --model-file PATH, or verify it into "
+            f"the cache with: streammatte models add {spec.name} PATH"
         )
 
     # -- internals ----------------------------------------------------------------------------
