@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,6 +68,14 @@ class Matter:
         (raw,) = self.infer([self.preprocess(image)])
         alpha = self.postprocess(raw, (image.shape[1], image.shape[0]))
         return self.temporal(alpha, image)
+
+
+def open_configured_engine(config: MatteConfig, on_download: ProgressFn | None = None,
+                           auth_tokens: Mapping[str, str] | None = None) -> Engine:
+    """The engine a MatteConfig names, with its model file, cache, device and input size."""
+    return open_engine(config.engine, model_file=config.model_file, models_dir=config.models_dir,
+                       device=config.device, progress=on_download, input_size=config.input_size,
+                       short_side=config.short_side, auth_tokens=auth_tokens)
 
 
 def _split_engine(engine: str | Engine | None, config: MatteConfig | None,
@@ -143,6 +151,7 @@ def matte_video(
     on_progress: Callable[[PipelineStats], None] | None = None,
     on_download: ProgressFn | None = None,
     engine: str | Engine | None = None,
+    auth_tokens: Mapping[str, str] | None = None,
     **options: Any,
 ) -> RunReport:
     """Remove or replace the background of a video file.
@@ -150,7 +159,8 @@ def matte_video(
     ``options`` are MatteConfig fields (``engine="u2net"``, ``background="blur"``, …). The
     output is written to a temporary file beside ``output_path`` and renamed on success; the
     input is never touched. Audio streams are carried over; timestamps are kept.
-    ``engine`` is a name (like the config field) or an open Engine to reuse across calls.
+    ``engine`` is a name (like the config field) or an open Engine to reuse across calls;
+    ``auth_tokens`` ({host: token}) reach gated model sources on a first-use pull.
     """
     engine, config = _split_engine(engine, config, options)
     src, dst = Path(input_path), Path(output_path)
@@ -164,9 +174,7 @@ def matte_video(
     with FileSource(src, strict=config.strict) as source:
         own_engine = engine is None
         if engine is None:
-            engine = open_engine(config.engine, model_file=config.model_file,
-                                 models_dir=config.models_dir, device=config.device,
-                                 progress=on_download)
+            engine = open_configured_engine(config, on_download, auth_tokens)
         try:
             matter = Matter(engine, temporal=config.temporal, rembg_compat=config.rembg_compat)
             with FileSink(dst, fmt, frame_rate=source.frame_rate, overwrite=config.overwrite,
@@ -217,6 +225,7 @@ def matte_image(
     *,
     engine: str | Engine | None = None,
     on_download: ProgressFn | None = None,
+    auth_tokens: Mapping[str, str] | None = None,
     **options: Any,
 ) -> np.ndarray:
     """Matte one still image. Returns the output array (RGBA cut-out by default) and writes it
@@ -238,9 +247,7 @@ def matte_image(
     image = read_image_rgb(src)
     own_engine = engine is None
     if engine is None:
-        engine = open_engine(config.engine, model_file=config.model_file,
-                             models_dir=config.models_dir, device=config.device,
-                             progress=on_download)
+        engine = open_configured_engine(config, on_download, auth_tokens)
     try:
         alpha = Matter(engine, temporal="none", rembg_compat=config.rembg_compat).alpha(image)
     finally:

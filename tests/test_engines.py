@@ -211,3 +211,12 @@ def test_video_and_webm_from_real_model(u2netp_path: Path, tmp_path: Path) -> No
     report = streammatte.matte_video(src, tmp_path / "out.webm", model_file=u2netp_path)
     assert report.frames_out == 3
     assert report.engine.startswith("u2netp on cpu")
+
+
+def test_input_size_option_reaches_the_engine(shared_data: Path, u2netp_path: Path) -> None:
+    """u2netp's graph is fixed at 320×320: asking for another size must be refused, which
+    shows the option is not silently dropped on its way from matte_image to the engine."""
+    image = shared_data / "rembg-golden" / "anime-girl-1.jpg"
+    with pytest.raises(ModelError, match=r"does not fit the catalog's nchw \(3, 256, 256\)"):
+        streammatte.matte_image(image, None, engine="u2netp", model_file=u2netp_path,
+                                input_size=(256, 256))

@@ -8,7 +8,13 @@ from pathlib import Path
 
 from ..api import matte_image
 from ..progress import DownloadProgress
-from .common import SubParsers, add_engine_options, add_output_options, config_from
+from .common import (
+    SubParsers,
+    add_engine_options,
+    add_output_options,
+    config_from,
+    hf_auth_tokens,
+)
 
 
 def add_parser(subparsers: SubParsers) -> None:
@@ -25,7 +31,8 @@ def add_parser(subparsers: SubParsers) -> None:
 def run(args: argparse.Namespace) -> int:
     config = config_from(args)
     matte_image(args.input, args.output, config,
-                on_download=DownloadProgress(enabled=None if not args.quiet else False))
+                on_download=DownloadProgress(enabled=None if not args.quiet else False),
+                auth_tokens=hf_auth_tokens())
     if not args.quiet:
         print(f"wrote {args.output}", file=sys.stderr)
     return 0

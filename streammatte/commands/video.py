@@ -10,7 +10,13 @@ from ..api import matte_video
 from ..pipeline import PipelineStats
 from ..progress import DownloadProgress, ProgressLine
 from ..sources.file import FileSource
-from .common import SubParsers, add_engine_options, add_output_options, config_from
+from .common import (
+    SubParsers,
+    add_engine_options,
+    add_output_options,
+    config_from,
+    hf_auth_tokens,
+)
 
 
 def add_parser(subparsers: SubParsers) -> None:
@@ -40,7 +46,8 @@ def run(args: argparse.Namespace) -> int:
         bar.update(stats.frames_out, stats.elapsed_s)
 
     report = matte_video(args.input, args.output, config, on_progress=on_progress,
-                         on_download=DownloadProgress(enabled=None if not args.quiet else False))
+                         on_download=DownloadProgress(enabled=None if not args.quiet else False),
+                         auth_tokens=hf_auth_tokens())
     bar.finish()
     if not args.quiet:
         print(f"wrote {report.output} ({report.format}): {report.frames_out} frames in "
