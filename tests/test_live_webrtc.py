@@ -378,3 +378,35 @@ def test_pages_and_client_config_are_served() -> None:
             await runner.cleanup()
 
     run(main)
+
+
+def test_installed_by_the_server_app() -> None:
+    from streammatte.server.app import EXTENSIONS_KEY, ServerSettings, create_app
+
+    settings = ServerSettings(host="0.0.0.0", port=0, token="s3cret-token", max_peers=2,
+                              ice_servers=("stun:stun.example.org:3478",))
+    app = create_app(settings)
+    assert app[EXTENSIONS_KEY]["streammatte.server.live"] == "installed"
+    config = app[LIVE_SERVER].config
+    assert (config.max_peers, config.engine, config.loopback_only) == (2, "u2netp", False)
+
+    async def main() -> None:
+        runner, url = await start_server(app, host="127.0.0.1")
+        try:
+            async with aiohttp.ClientSession() as http:
+                async with http.get(f"{url}/live") as response:
+                    assert response.status == 401
+                async with http.get(f"{url}/live?token=s3cret-token") as response:
+                    assert response.status == 200 and "live.js" in await response.text()
+                async with http.get(f"{url}/api/live/config",
+                                    headers={"Authorization": "Bearer s3cret-token"}) as response:
+                    body = await response.json()
+                    assert body["ice_servers"] == [{"urls": ["stun:stun.example.org:3478"]}]
+            status, reply = await post_offer(url, {"sdp": "v=0", "type": "offer"})
+            assert status == 401
+            status, reply = await post_offer(url, b"{", {"Authorization": "Bearer s3cret-token"})
+            assert status == 400 and "expected a JSON body" in reply["error"]
+        finally:
+            await runner.cleanup()
+
+    run(main)
