@@ -22,6 +22,7 @@ __all__ = ["BUILTIN_ENGINES", "Engine", "TensorSpec", "engine_names", "open_engi
 #: engines that need no catalog entry (no weights)
 BUILTIN_ENGINES: dict[str, str] = {
     "mog2": "streammatte.inference.mog2:Mog2Engine",
+    "grabcut": "streammatte.inference.grabcut:GrabCutEngine",
 }
 
 #: how a catalog model's graph can be run, by backend name → (import string, extra to install)

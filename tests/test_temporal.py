@@ -1,0 +1,158 @@
+"""Temporal filters: no lag on motion, less flicker where nothing moved, resets at cuts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from media import square_frame
+
+from streammatte import metrics as M
+from streammatte import temporal as T
+from streammatte.errors import ConfigError
+
+ZERO_LAG = ["none", "ema", "adaptive", "flow"]
+
+
+def _textured(h: int = 48, w: int = 64, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    base = cv2.GaussianBlur(rng.integers(0, 255, (h, w, 3), dtype=np.uint8), (5, 5), 0)
+    return np.asarray(base, np.uint8)
+
+
+def _run(name: str, alphas: list[np.ndarray], frames: list[np.ndarray]) -> list[np.ndarray]:
+    f = T.make_streaming(name)
+    out: list[np.ndarray] = []
+    for a, fr in zip(alphas, frames, strict=True):
+        out += f.push(a, fr)
+    return out + f.flush()
+
+
+def test_unknown_mode_lists_the_choices() -> None:
+    with pytest.raises(ConfigError, match=r"unknown temporal mode 'wobble'.*adaptive"):
+        T.make_temporal("wobble")
+
+
+def test_lookahead_mode_is_refused_frame_by_frame() -> None:
+    with pytest.raises(ConfigError, match="make_streaming"):
+        T.make_temporal("bidirectional")
+
+
+@pytest.mark.parametrize("name", [*ZERO_LAG, "bidirectional"])
+def test_constant_input_stays_constant(name: str) -> None:
+    frame = _textured()
+    alpha = np.full(frame.shape[:2], 0.7, np.float32)
+    out = _run(name, [alpha] * 6, [frame] * 6)
+    assert len(out) == 6
+    for o in out:
+        np.testing.assert_allclose(o, alpha, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["adaptive", "flow", "bidirectional"])
+def test_still_scene_flicker_is_cut_by_more_than_half(name: str) -> None:
+    frame = _textured()
+    rng = np.random.default_rng(1)
+    truth = np.zeros(frame.shape[:2], np.float32)
+    truth[12:36, 20:44] = 1.0
+    noisy = [np.clip(truth + rng.normal(0, 0.08, truth.shape), 0, 1).astype(np.float32)
+             for _ in range(20)]
+    before = M.flicker_index(noisy, [frame] * 20)
+    after = M.flicker_index(_run(name, noisy, [frame] * 20), [frame] * 20)
+    assert after < 0.5 * before
+
+
+@pytest.mark.parametrize("name", ["adaptive", "flow", "bidirectional"])
+def test_moving_object_is_not_dragged_behind(name: str) -> None:
+    pairs = [square_frame(i * 2, 96, 64) for i in range(12)]
+    frames, truth = [p[0] for p in pairs], [p[1] for p in pairs]
+    out = _run(name, truth, frames)
+    ema = _run("ema", truth, frames)
+    ious = [M.iou(o, t) for o, t in zip(out, truth, strict=True)]
+    assert min(ious) > 0.9
+    assert np.mean(ious) > np.mean([M.iou(o, t) for o, t in zip(ema, truth, strict=True)])
+
+
+@pytest.mark.parametrize("name", [*ZERO_LAG, "bidirectional"])
+def test_scene_cut_resets_to_the_new_alpha(name: str) -> None:
+    # two shots: a dark scene lit from the left, then a bright one lit from the top
+    xs = np.linspace(0, 1, 64, dtype=np.float32)[None, :, None]
+    ys = np.linspace(0, 1, 48, dtype=np.float32)[:, None, None]
+    a = (_textured(seed=2) * 0.3 + 150 * xs).astype(np.uint8)
+    b = (_textured(seed=3) * 0.3 + 60 + 120 * ys + 0 * xs).astype(np.uint8)
+    old = np.ones(a.shape[:2], np.float32)
+    new = np.zeros(a.shape[:2], np.float32)
+    new[:, :10] = 1.0
+    out = _run(name, [old] * 4 + [new] * 3, [a] * 4 + [b] * 3)
+    np.testing.assert_allclose(out[4], new, atol=1e-6)
+
+
+def test_bidirectional_answers_late_but_answers_every_frame() -> None:
+    f = T.make_streaming("bidirectional")
+    assert f.delay == 2
+    frame = _textured()
+    alpha = np.zeros(frame.shape[:2], np.float32)
+    got = [len(f.push(alpha, frame)) for _ in range(5)]
+    assert got == [0, 0, 1, 1, 1]
+    assert len(f.flush()) == 2
+    assert f.flush() == []
+
+
+def test_bidirectional_repairs_a_one_frame_dropout() -> None:
+    frame = _textured()
+    truth = np.zeros(frame.shape[:2], np.float32)
+    truth[10:40, 10:50] = 1.0
+    alphas = [truth.copy() for _ in range(9)]
+    alphas[4] = np.zeros_like(truth)  # the model lost the object for one frame
+    out = _run("bidirectional", alphas, [frame] * 9)
+    assert M.iou(out[4], truth) > 0.9
+    assert M.iou(_run("none", alphas, [frame] * 9)[4], truth) == 0.0
+
+
+def test_size_change_restarts_the_filter() -> None:
+    f = T.make_temporal("flow")
+    f(np.ones((48, 64), np.float32), _textured())
+    small = _textured(24, 32)
+    out = f(np.zeros((24, 32), np.float32), small)
+    assert out.shape == (24, 32) and float(out.max()) == 0.0
+
+
+def test_bad_weights_are_config_errors() -> None:
+    with pytest.raises(ConfigError, match="ema weight"):
+        T.FixedEma(0.0)
+    with pytest.raises(ConfigError, match="radius"):
+        T.Bidirectional(0)
+
+
+def test_real_u2netp_bidirectional_steadier_on_davis(u2netp_path: Path,
+                                                     shared_data: Path) -> None:
+    """The real model on 16 real frames: dtSSD falls and IoU does not."""
+    from streammatte.compose import read_image_rgb
+    from streammatte.evaluate import read_mask
+    from streammatte.inference import open_engine
+    from streammatte.postprocess import Postprocessor
+    from streammatte.preprocess import Preprocessor
+
+    seq = shared_data / "davis" / "parkour"
+    files = sorted((seq / "frames").glob("*.jpg"))[:16]
+    engine = open_engine("u2netp", model_file=u2netp_path, device="cpu")
+    pre, post = Preprocessor(engine.input_spec), Postprocessor(engine.output_spec)
+    frames, alphas, truth = [], [], []
+    for f in files:
+        rgb = read_image_rgb(f)
+        frames.append(rgb)
+        alphas.append(post(engine.infer(pre(rgb)[None])[0], (rgb.shape[1], rgb.shape[0])))
+        truth.append(read_mask(seq / "masks" / f"{f.stem}.png"))
+    engine.close()
+
+    def scores(seq_alphas: list[np.ndarray]) -> tuple[float, float]:
+        ious = [M.iou(p, t) for p, t in zip(seq_alphas, truth, strict=True)]
+        dts = [M.dtssd(seq_alphas[i], seq_alphas[i - 1], truth[i], truth[i - 1])
+               for i in range(1, len(truth))]
+        return float(np.mean(ious)), float(np.mean(dts))
+
+    iou0, dt0 = scores(alphas)
+    iou1, dt1 = scores(_run("bidirectional", alphas, frames))
+    assert dt1 < 0.95 * dt0
+    assert iou1 > iou0 - 0.005
