@@ -413,3 +413,133 @@ def test_nvcc_keeps_the_exact_blends_unfused(ptx: str, name: str) -> None:
     _, body = _entry(ptx, name)
     assert "fma" not in body
     assert "mul.rn.f32" in body
+
+
+# --- GpuMatter's orchestration on the CPU: fake pycuda over host memory, emulated kernels ----
+
+class _FakeAllocation:
+    def __init__(self, nbytes: int) -> None:
+        self.buffer = np.zeros(nbytes, np.uint8)
+
+    def __int__(self) -> int:
+        return int(self.buffer.ctypes.data)
+
+    def free(self) -> None:
+        self.buffer = np.zeros(0, np.uint8)
+
+
+class _FakeStream:
+    handle = 0
+
+    def synchronize(self) -> None:
+        pass
+
+    def wait_for_event(self, event: object) -> None:
+        pass
+
+
+class _FakeEvent:
+    def record(self, stream: object = None) -> None:
+        pass
+
+    def synchronize(self) -> None:
+        pass
+
+
+def _fake_driver() -> Any:
+    import types
+
+    def htod(dest: int, src: np.ndarray, stream: object = None) -> None:
+        ctypes.memmove(int(dest), np.ascontiguousarray(src).ctypes.data, src.nbytes)
+
+    def dtoh(dest: np.ndarray, src: int, stream: object = None) -> None:
+        ctypes.memmove(dest.ctypes.data, int(src), dest.nbytes)
+
+    driver = types.SimpleNamespace(
+        mem_alloc=_FakeAllocation, memcpy_htod_async=htod, memcpy_htod=htod,
+        memcpy_dtoh_async=dtoh, pagelocked_empty=lambda shape, dtype: np.zeros(shape, dtype),
+        Stream=_FakeStream, Event=_FakeEvent, MemoryError=MemoryError,
+        mem_get_info=lambda: (1 << 34, 1 << 34))
+    return driver
+
+
+class _FakeContext:
+    name, index, compute_capability = "emulated GPU", 0, (0, 0)
+
+    def active(self) -> Any:
+        import contextlib
+
+        return contextlib.nullcontext()
+
+    def mem_info(self) -> tuple[int, int]:
+        return 1 << 34, 1 << 34
+
+
+class _MeanEngine:
+    """Device engine double: alpha = mean of the three input planes (input is pixel/255)."""
+
+    name = "mean"
+    max_batch = 2
+    input_dtype = "float32"
+    output_dtype = "float32"
+
+    def __init__(self) -> None:
+        self.context = _FakeContext()
+        self.stream = _FakeStream()
+
+    def input_shape(self, batch: int) -> tuple[int, ...]:
+        return (batch, 3, 12, 16)
+
+    def output_shape(self, batch: int) -> tuple[int, ...]:
+        return (batch, 1, 12, 16)
+
+    def enqueue(self, input_ptr: int, output_ptr: int, batch: int) -> None:
+        count = batch * 3 * 12 * 16
+        x = np.empty(count, np.float32)
+        ctypes.memmove(x.ctypes.data, int(input_ptr), x.nbytes)
+        y = x.reshape(batch, 3, 12, 16).mean(axis=1, keepdims=True).astype(np.float32)
+        ctypes.memmove(int(output_ptr), y.ctypes.data, y.nbytes)
+
+    @staticmethod
+    def cpu(sample: np.ndarray) -> np.ndarray:
+        out: np.ndarray = sample.mean(axis=0, keepdims=True).astype(np.float32)
+        return out
+
+
+def test_gpu_matter_chain_matches_the_cpu_chain(emulated: Emulated,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    import streammatte.cuda.runtime as runtime
+
+    class _Prepared:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def prepared_async_call(self, grid: tuple[int, int, int], block: tuple[int, int, int],
+                                stream: object, *args: Any) -> None:
+            emulated(self.name, grid, block, *args)
+
+    monkeypatch.setattr(runtime, "import_pycuda", _fake_driver)
+    monkeypatch.setattr(runtime, "compile_kernels",
+                        lambda ctx: {n: _Prepared(n) for n in KERNEL_SIGNATURES})
+    engine = _MeanEngine()
+    frames = _frames(5, 64, 48, seed=21)
+    # the engine double has a fake context, not a CudaContext: structurally enough here
+    matter = runtime.GpuMatter(engine, frame_size=(64, 48), input_size=(16, 12),  # type: ignore[arg-type]
+                               mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), mode="rgb",
+                               colour=(0, 177, 64), ema_weight=0.5, batch=2)
+    # double buffering: two batches in flight, the first comes back with the third submit
+    assert matter.submit([frames[0], frames[1]]) == []
+    assert matter.submit([frames[2]]) == []
+    outputs = matter.submit([frames[3], frames[4]])
+    assert len(outputs) == 2
+    outputs += matter.flush()
+    matter.close()
+    spec = InputSpec(name="x", size=(16, 12))
+    pre, post, ema = Preprocessor(spec), Postprocessor(OutputSpec()), FixedEma(0.5)
+    compositor = Compositor(Background("colour", colour=(0, 177, 64)), "rgb")
+    assert len(outputs) == 5
+    for frame, got in zip(frames, outputs, strict=True):
+        alpha = ema(post(_MeanEngine.cpu(pre(frame)), (64, 48)), frame)
+        expected = compositor(frame, alpha)
+        assert got.shape == expected.shape == (48, 64, 3)
+        assert np.abs(got.astype(int) - expected.astype(int)).max() <= 1

@@ -172,8 +172,9 @@ CompositeMode = Literal["rgb", "rgba", "cutout", "matte"]
 class GpuMatter:
     """Frames in, composited output out, all on the GPU, with double buffering.
 
-    ``submit(frames)`` queues a batch and returns the outputs of the batch submitted
-    ``slots - 1`` calls earlier (nothing at first); ``flush()`` returns what is still in flight.
+    ``submit(frames)`` queues a batch and returns the outputs of the batch submitted ``slots``
+    calls earlier (nothing for the first ``slots`` calls), so the GPU always has the next batch
+    queued while the host waits for one; ``flush()`` returns what is still in flight, in order.
     ``process(frames)`` is submit + flush, for callers that need the result at once. Outputs
     are copies; frames must all be ``frame_size`` (width, height), RGB uint8.
     """
