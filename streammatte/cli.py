@@ -17,7 +17,7 @@ from .errors import StreamMatteError
 
 #: subcommand name → module in streammatte.commands (each has add_parser(subparsers) and run)
 COMMANDS: tuple[str, ...] = ("video", "image", "models", "bench", "serve", "live", "doctor",
-                             "engines")
+                             "engines", "eval", "compare")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,190 @@
+"""`streammatte eval` / `compare` and the harness behind them; bad input names the file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from media import make_video, square_frame
+
+from streammatte import cli
+from streammatte.errors import ConfigError, SourceError
+from streammatte.evaluate import EvalSpec, compare, find_clips, summarize
+from streammatte.inference import BUILTIN_ENGINES
+
+
+@pytest.fixture()
+def brightness_engine(monkeypatch: pytest.MonkeyPatch) -> str:
+    """The BrightnessEngine test double, registered under a name the CLI can open."""
+    monkeypatch.setitem(BUILTIN_ENGINES, "brightness", "media:BrightnessEngine")
+    return "brightness"
+
+
+def _sequence(root: Path, n: int = 6, size: tuple[int, int] = (64, 48)) -> Path:
+    (root / "frames").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for i in range(n):
+        frame, alpha = square_frame(i, *size)
+        cv2.imwrite(str(root / "frames" / f"{i:05d}.jpg"), frame[..., ::-1],
+                    [cv2.IMWRITE_JPEG_QUALITY, 98])
+        cv2.imwrite(str(root / "masks" / f"{i:05d}.png"), (alpha * 255).astype(np.uint8))
+    return root
+
+
+def test_eval_cli_writes_tables_and_plots(tmp_path: Path, brightness_engine: str,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    seq = _sequence(tmp_path / "squares")
+    out = tmp_path / "report"
+    status = cli.main(["eval", str(seq), "-e", brightness_engine, "-t", "none,bidirectional",
+                       "-o", str(out), "-q"])
+    assert status == 0
+    table = capsys.readouterr().out
+    assert "| brightness | bidirectional |" in table
+    doc = json.loads((out / "report.json").read_text())
+    rows = {r["mode"]: r for r in doc["summary"]}
+    # the test double finds the bright square exactly (JPEG aside)
+    assert rows["none"]["values"]["iou"] > 0.97
+    assert rows["none"]["frames"] == 6
+    assert "eval" in doc["command"]
+    csv_lines = (out / "report.csv").read_text().splitlines()
+    assert csv_lines[0].startswith("engine,temporal,upsample,clip,frames,iou")
+    assert len(csv_lines) == 1 + 2 + 2  # header, 2 summary rows, 2 per-clip rows
+    for png in ("report_iou_per_frame.png", "report_flicker_per_frame.png",
+                "report_speed_vs_quality.png"):
+        assert (out / png).stat().st_size > 1000
+
+
+def test_dataset_folder_gives_one_clip_per_sequence(tmp_path: Path) -> None:
+    _sequence(tmp_path / "a", 3)
+    _sequence(tmp_path / "b", 3)
+    clips = find_clips(tmp_path)
+    assert [c.name for c in clips] == ["a", "b"]
+    assert all(c.masks is not None for c in clips)
+
+
+def test_compare_runs_every_engine_and_mode(tmp_path: Path) -> None:
+    seq = _sequence(tmp_path / "s", 5)
+    specs = [EvalSpec(engine=e, modes=("none", "adaptive"), slow_metrics=False)
+             for e in ("mog2", "grabcut")]
+    results = compare(specs, find_clips(seq), isolate=False)
+    summary, per_clip = summarize(results)
+    assert {(r.engine, r.mode) for r in summary} == {
+        ("mog2", "none"), ("mog2", "adaptive"), ("grabcut", "none"), ("grabcut", "adaptive")}
+    assert all(0.0 <= r.values["iou"] <= 1.0 and r.frames == 5 for r in summary)
+    assert all(r.engine_ms > 0 and r.peak_rss_mb > 0 for r in summary)
+    assert all(r.temporal_ms > 0 for r in summary if r.mode == "adaptive")
+    assert len(per_clip) == 4
+
+
+def test_video_without_ground_truth_measures_flicker(tmp_path: Path,
+                                                     brightness_engine: str) -> None:
+    video = tmp_path / "clip.mp4"
+    make_video(video, frames=8)
+    spec = EvalSpec(engine=brightness_engine, modes=("none",))
+    (result,) = compare([spec], find_clips(video), isolate=False)
+    assert not result.has_gt and result.frames == 8
+    assert result.means().keys() == {"flicker"}
+
+
+def test_video_with_masks_pairs_by_order(tmp_path: Path, brightness_engine: str) -> None:
+    video = tmp_path / "clip.mp4"
+    alphas = make_video(video, frames=5)
+    masks = tmp_path / "gt"
+    masks.mkdir()
+    for i, a in enumerate(alphas):
+        cv2.imwrite(str(masks / f"m{i}.png"), (a * 255).astype(np.uint8))
+    (result,) = compare([EvalSpec(engine=brightness_engine)], find_clips(video, masks),
+                        isolate=False)
+    assert result.means()["iou"] > 0.8
+
+
+# -- bad input ------------------------------------------------------------------------------
+
+def _run(clip_path: Path, gt: Path | None = None, engine: str = "mog2") -> None:
+    compare([EvalSpec(engine=engine, slow_metrics=False)], find_clips(clip_path, gt),
+            isolate=False)
+
+
+def test_mask_of_another_size_names_the_mask(tmp_path: Path) -> None:
+    seq = _sequence(tmp_path / "s", 3)
+    cv2.imwrite(str(seq / "masks" / "00001.png"), np.zeros((10, 10), np.uint8))
+    with pytest.raises(SourceError, match=r"00001\.png: ground truth is 10×10 but frame "
+                                          r"00001\.jpg is 64×48"):
+        _run(seq)
+
+
+def test_missing_mask_names_the_frame(tmp_path: Path) -> None:
+    seq = _sequence(tmp_path / "s", 3)
+    (seq / "masks" / "00002.png").unlink()
+    with pytest.raises(SourceError, match=r"00002\.jpg: no ground-truth mask"):
+        _run(seq)
+
+
+def test_extra_mask_names_the_mask(tmp_path: Path) -> None:
+    seq = _sequence(tmp_path / "s", 3)
+    cv2.imwrite(str(seq / "masks" / "00009.png"), np.zeros((48, 64), np.uint8))
+    with pytest.raises(SourceError, match=r"00009\.png: ground-truth mask without a frame"):
+        _run(seq)
+
+
+def test_more_masks_than_video_frames_names_the_first_extra(tmp_path: Path,
+                                                           brightness_engine: str) -> None:
+    video = tmp_path / "clip.mp4"
+    alphas = make_video(video, frames=3)
+    masks = tmp_path / "gt"
+    masks.mkdir()
+    for i in range(4):
+        cv2.imwrite(str(masks / f"m{i}.png"), (alphas[0] * 255).astype(np.uint8))
+    with pytest.raises(SourceError, match=r"m3\.png: ground-truth mask without a frame"):
+        _run(video, masks, brightness_engine)
+
+
+def test_empty_folder_is_named(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SourceError, match=r"empty: empty folder"):
+        _run(tmp_path / "empty")
+
+
+def test_non_image_file_is_named(tmp_path: Path) -> None:
+    seq = _sequence(tmp_path / "s", 3)
+    (seq / "frames" / "notes.txt").write_text("hello")
+    with pytest.raises(SourceError, match=r"notes\.txt: not an image file"):
+        _run(seq)
+
+
+def test_unreadable_image_is_named(tmp_path: Path) -> None:
+    seq = _sequence(tmp_path / "s", 3)
+    (seq / "frames" / "00001.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(SourceError, match=r"00001\.jpg: not a readable image"):
+        _run(seq)
+
+
+def test_unknown_mode_and_tiny_limits_are_config_errors() -> None:
+    with pytest.raises(ConfigError, match="unknown temporal mode 'blur'"):
+        EvalSpec(engine="mog2", modes=("blur",))
+    with pytest.raises(ConfigError, match="max_frames"):
+        EvalSpec(engine="mog2", max_frames=1)
+
+
+def test_cli_reports_bad_input_in_one_line(tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    status = cli.main(["eval", str(tmp_path / "nope"), "-e", "mog2", "-q", "--no-plots"])
+    assert status == 2
+    assert "nope: no such file or folder" in capsys.readouterr().err
+
+
+def test_real_u2netp_eval_on_davis(tmp_path: Path, shared_data: Path, u2netp_path: Path,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "r"
+    status = cli.main(["eval", str(shared_data / "davis" / "car-shadow"), "--model-file",
+                       str(u2netp_path), "--max-frames", "4", "-t", "none,flow",
+                       "--upsample", "guided", "-o", str(out), "-q", "--no-plots"])
+    assert status == 0
+    doc = json.loads((out / "report.json").read_text())
+    none = next(r for r in doc["summary"] if r["mode"] == "none")
+    # u2netp finds the car: IoU well above what an empty or full mask would score
+    assert none["values"]["iou"] > 0.85
+    assert none["engine_ms"] > 0
