@@ -106,9 +106,10 @@ def open_engine(
             NonCommercialModelWarning,
             stacklevel=2,
         )
-    path = resolve_model(spec, model_file=model_file, models_dir=models_dir, progress=progress,
-                         auth_tokens=auth_tokens)
+    # load the backend first: a missing TensorRT should be reported before a long download
     target, extra = BACKENDS[backend]
     engine_cls = _load(target, extra, f"backend {backend}")
+    path = resolve_model(spec, model_file=model_file, models_dir=models_dir, progress=progress,
+                         auth_tokens=auth_tokens)
     opened: Engine = engine_cls(spec, path, device=device)
     return opened
