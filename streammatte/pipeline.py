@@ -29,11 +29,17 @@ BackPressure = Literal["block", "latest"]
 
 @dataclass(frozen=True, slots=True)
 class Stage:
-    """A named step over a batch of frames; ``batch_size`` > 1 gathers frames first."""
+    """A named step over a batch of frames; ``batch_size`` > 1 gathers frames first.
+
+    A stage may hold frames back (a look-ahead filter, double-buffered GPU work) and return
+    fewer than it was given; ``flush`` is then called once at the end of the stream and must
+    return every frame still held, in order.
+    """
 
     name: str
     fn: StageFn
     batch_size: int = 1
+    flush: Callable[[], list[FramePacket]] | None = None
 
 
 @dataclass(slots=True)
@@ -174,16 +180,19 @@ class Pipeline:
                         break
                     assert isinstance(item, FramePacket)
                     batch.append(item)
+                results: list[FramePacket] = []
+                start = time.perf_counter()
                 if batch:
-                    start = time.perf_counter()
                     results = stage.fn(batch)
-                    stats.busy_s += time.perf_counter() - start
                     stats.frames += len(batch)
-                    for packet in results:
-                        if out is not None:
-                            out.put(packet)
-                        else:
-                            self.stats.frames_out += 1
+                if ended and stage.flush is not None:
+                    results = [*results, *stage.flush()]
+                stats.busy_s += time.perf_counter() - start
+                for packet in results:
+                    if out is not None:
+                        out.put(packet)
+                    else:
+                        self.stats.frames_out += 1
             if out is not None:
                 out.put(_END)
         except _Stopped:

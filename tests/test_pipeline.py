@@ -121,3 +121,30 @@ def test_progress_is_reported_from_the_callers_thread() -> None:
 
     Pipeline(_frames(100), [Stage("s", slow)]).run(on_progress, progress_interval_s=0.01)
     assert threads == {threading.current_thread().name}
+
+
+def test_a_stage_that_holds_frames_back_releases_them_at_the_end() -> None:
+    """A look-ahead stage returns frame i only once it has seen frame i + 2; flush gives the
+    last two. Nothing is lost and the order holds."""
+    held: list[FramePacket] = []
+    written: list[int] = []
+
+    def look_ahead(batch: list[FramePacket]) -> list[FramePacket]:
+        held.extend(batch)
+        ready = held[:-2]
+        del held[:-2]
+        return ready
+
+    def flush() -> list[FramePacket]:
+        rest = list(held)
+        held.clear()
+        return rest
+
+    def write(batch: list[FramePacket]) -> list[FramePacket]:
+        written.extend(p.index for p in batch)
+        return batch
+
+    stats = Pipeline(_frames(50), [Stage("ahead", look_ahead, flush=flush),
+                                   Stage("write", write)]).run()
+    assert written == list(range(50))
+    assert stats.frames_out == 50
