@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -20,10 +21,18 @@ from .models.store import ProgressFn
 from .pipeline import Pipeline, PipelineStats, Stage
 from .postprocess import Postprocessor
 from .preprocess import Preprocessor
+from .refine import UPSAMPLERS, Upsampler, guided_upsample
 from .sinks.file import FileSink
 from .sinks.formats import OutputFormat, format_for
 from .sources.file import FileSource
-from .temporal import TemporalFilter, make_temporal
+from .temporal import (
+    LOOKAHEAD_FILTERS,
+    LookaheadFilter,
+    NoSmoothing,
+    TemporalFilter,
+    make_streaming,
+    make_temporal,
+)
 
 
 @dataclass(slots=True)
@@ -46,28 +55,47 @@ class RunReport:
 
 
 class Matter:
-    """Frame → alpha for one engine: preprocess, infer, postprocess, temporal.
+    """Frame → alpha for one engine: preprocess, infer, postprocess (+ optional guided
+    upsampling), temporal.
 
-    The four steps are exposed separately so the pipeline can run them on different threads;
-    ``alpha()`` runs them in order for one frame.
+    The steps are exposed separately so the pipeline can run them on different threads;
+    ``alpha()`` runs them in order for one frame. ``temporal`` is the zero-lag filter used
+    frame by frame (a look-ahead mode has no future to see there, so it runs as ``none``);
+    ``temporal_stream()`` gives the push/flush filter the pipeline drives, look-ahead included.
     """
 
     def __init__(self, engine: Engine, *, temporal: str = "none",
-                 rembg_compat: bool = False) -> None:
+                 rembg_compat: bool = False, upsample: Upsampler = "bilinear") -> None:
+        if upsample not in UPSAMPLERS:
+            raise ConfigError(f"unknown upsampler {upsample!r} (choose from: "
+                              f"{', '.join(UPSAMPLERS)})")
         self.engine = engine
         self.preprocess = Preprocessor(engine.input_spec, rembg_compat=rembg_compat)
         self.postprocess = Postprocessor(engine.output_spec, rembg_compat=rembg_compat)
-        self.temporal: TemporalFilter = make_temporal(temporal)
+        # rembg parity fixes the resampling, so guided upsampling would break it
+        self.upsample: Upsampler = "bilinear" if rembg_compat else upsample
+        self.temporal_mode = temporal.lower()
+        self.temporal: TemporalFilter = (
+            NoSmoothing() if self.temporal_mode in LOOKAHEAD_FILTERS
+            else make_temporal(self.temporal_mode))
+
+    def temporal_stream(self) -> LookaheadFilter:
+        return make_streaming(self.temporal_mode)
 
     def infer(self, samples: list[np.ndarray]) -> list[np.ndarray]:
         raw = self.engine.infer(np.stack(samples))
         # the engine may reuse its output buffer on the next call: keep copies
         return [np.array(r) for r in raw]
 
+    def to_alpha(self, raw: np.ndarray, image: RGBImage) -> Alpha:
+        """One sample's raw output → alpha at the frame's size (before temporal)."""
+        if self.upsample == "guided":
+            return guided_upsample(self.postprocess(raw, None), image)
+        return self.postprocess(raw, (image.shape[1], image.shape[0]))
+
     def alpha(self, image: RGBImage) -> Alpha:
         (raw,) = self.infer([self.preprocess(image)])
-        alpha = self.postprocess(raw, (image.shape[1], image.shape[0]))
-        return self.temporal(alpha, image)
+        return self.temporal(self.to_alpha(raw, image), image)
 
 
 def open_configured_engine(config: MatteConfig, on_download: ProgressFn | None = None,
@@ -121,14 +149,32 @@ def build_stages(matter: Matter, compositor: Compositor,
             p.model_input = None
         return batch
 
+    # A look-ahead temporal filter answers a few frames late: packets wait here, in order,
+    # until their smoothed alpha comes back, and the end-of-stream flush releases the rest.
+    stream = matter.temporal_stream()
+    waiting: collections.deque[FramePacket] = collections.deque()
+
+    def finish(alphas: list[Alpha]) -> list[FramePacket]:
+        done = []
+        for alpha in alphas:
+            p = waiting.popleft()
+            p.alpha = alpha
+            p.output = compositor(p.image, alpha)
+            done.append(p)
+        return done
+
     def compose(batch: list[FramePacket]) -> list[FramePacket]:
+        ready: list[FramePacket] = []
         for p in batch:
             assert p.raw_output is not None
-            alpha = matter.postprocess(p.raw_output, p.size)
-            p.alpha = matter.temporal(alpha, p.image)
-            p.output = compositor(p.image, p.alpha)
+            alpha = matter.to_alpha(p.raw_output, p.image)
             p.raw_output = None
-        return batch
+            waiting.append(p)
+            ready.extend(finish(stream.push(alpha, p.image)))
+        return ready
+
+    def flush() -> list[FramePacket]:
+        return finish(stream.flush())
 
     def write_batch(batch: list[FramePacket]) -> list[FramePacket]:
         for p in batch:
@@ -138,7 +184,7 @@ def build_stages(matter: Matter, compositor: Compositor,
     return [
         Stage("preprocess", preprocess),
         Stage("infer", infer, batch_size=batch_size),
-        Stage("compose", compose),
+        Stage("compose", compose, flush=flush),
         Stage("encode", write_batch),
     ]
 
@@ -176,7 +222,8 @@ def matte_video(
         if engine is None:
             engine = open_configured_engine(config, on_download, auth_tokens)
         try:
-            matter = Matter(engine, temporal=config.temporal, rembg_compat=config.rembg_compat)
+            matter = Matter(engine, temporal=config.temporal, rembg_compat=config.rembg_compat,
+                            upsample=config.upsample)
             with FileSink(dst, fmt, frame_rate=source.frame_rate, overwrite=config.overwrite,
                           audio_from=src if source.audio_streams else None) as sink:
                 stages = build_stages(matter, compositor, sink.write, config.batch_size)
@@ -249,7 +296,8 @@ def matte_image(
     if engine is None:
         engine = open_configured_engine(config, on_download, auth_tokens)
     try:
-        alpha = Matter(engine, temporal="none", rembg_compat=config.rembg_compat).alpha(image)
+        alpha = Matter(engine, rembg_compat=config.rembg_compat,
+                       upsample=config.upsample).alpha(image)
     finally:
         if own_engine:
             engine.close()

@@ -40,6 +40,8 @@ def _show_warning(message: Warning | str, category: type[Warning], filename: str
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # what was typed, for reports that record the command that made them
+    args.command_line = list(sys.argv[1:] if argv is None else argv)
     warnings.showwarning = _show_warning
     try:
         status: int = args.func(args)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from .errors import ConfigError
 
@@ -20,8 +20,11 @@ class MatteConfig:
     background: str = "auto"
     #: ``auto`` (from the output's extension) or a name from ``sinks.formats.FORMATS``
     output_format: str = "auto"
-    #: temporal stage by name (``none``, ``ema``, …)
-    temporal: str = "none"
+    #: temporal stage by name (``none``, ``ema``, ``adaptive``, ``flow``, ``bidirectional``);
+    #: files default to the look-ahead ``bidirectional`` (steadier, and no lag)
+    temporal: str = "bidirectional"
+    #: alpha to frame size: ``bilinear``, or ``guided`` (the frame's edges guide it)
+    upsample: Literal["bilinear", "guided"] = "bilinear"
     #: reproduce rembg's per-image pre/post-processing exactly (flickers on video)
     rembg_compat: bool = False
     #: ``auto``, ``cpu`` or ``cuda[:N]``

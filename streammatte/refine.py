@@ -148,3 +148,9 @@ def decontaminate(frame: RGBImage, alpha: Alpha, *, solid: float = 0.95,
     out = np.where((a >= solid)[..., None], img, fg)
     result: RGBImage = np.round(out * 255.0).astype(np.uint8)
     return result
+
+
+def guided_refine(alpha: Alpha, frame: RGBImage, *, work_width: int = 320) -> Alpha:
+    """Refine an alpha that is already at frame size (the live path): the guided filter runs
+    on a ``work_width``-wide grid, so its cost does not grow with the frame."""
+    return guided_upsample(alpha, frame, work_width=min(work_width, frame.shape[1]))

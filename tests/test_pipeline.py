@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -148,3 +149,60 @@ def test_a_stage_that_holds_frames_back_releases_them_at_the_end() -> None:
                                    Stage("write", write)]).run()
     assert written == list(range(50))
     assert stats.frames_out == 50
+
+
+def test_lookahead_temporal_mode_runs_through_matte_video(tmp_path: Path) -> None:
+    """bidirectional answers two frames late; through matte_video every frame still comes
+    out, in order, with exactly the alpha the filter gives when driven by hand."""
+    from media import BrightnessEngine, imread, make_video
+
+    from streammatte import matte_video
+    from streammatte.sources.file import FileSource
+    from streammatte.temporal import make_streaming
+
+    src = tmp_path / "clip.mp4"
+    make_video(src, frames=12, size=(96, 64))
+    matte_video(src, tmp_path / "plain", engine=BrightnessEngine(), temporal="none")
+    report = matte_video(src, tmp_path / "smooth", engine=BrightnessEngine(),
+                         temporal="bidirectional")
+    assert report.frames_out == 12
+    stream = make_streaming("bidirectional")
+    expected = []
+    with FileSource(src) as source:
+        for packet, png in zip(source, sorted((tmp_path / "plain").glob("*.png")), strict=True):
+            alpha = imread(png)[..., 3].astype(np.float32) / 255.0  # binary: exact in uint8
+            expected.extend(stream.push(alpha, packet.image))
+    expected.extend(stream.flush())
+    got = [imread(p)[..., 3] for p in sorted((tmp_path / "smooth").glob("*.png"))]
+    assert len(got) == len(expected) == 12
+    for want, have in zip(expected, got, strict=True):
+        assert np.abs(np.clip(want * 255 + 0.5, 0, 255).astype(int) - have).max() <= 1
+    assert any(not np.array_equal(a, b) for a, b in zip(
+        got, [imread(p)[..., 3] for p in sorted((tmp_path / "plain").glob("*.png"))],
+        strict=True)), "smoothing should change something on a moving square"
+
+
+def test_guided_upsampling_runs_through_matte_video(tmp_path: Path) -> None:
+    from media import make_tiny_onnx, make_video
+
+    from streammatte import matte_video
+    from streammatte.inference.ort import OrtEngine
+    from streammatte.models.catalog import parse_spec
+    from streammatte.models.store import sha256_of
+
+    model = tmp_path / "tiny.onnx"
+    make_tiny_onnx(model)
+    spec = parse_spec({"name": "tiny", "licence": "MIT", "file": "tiny.onnx",
+                       "sha256": sha256_of(model),
+                       "input": {"name": "input.1", "size": [32, 32]}}, "tiny.toml")
+    src = tmp_path / "clip.mp4"
+    make_video(src, frames=2, size=(96, 64))
+    with OrtEngine(spec, model, device="cpu") as engine:
+        matte_video(src, tmp_path / "bilinear", engine=engine, temporal="none")
+        matte_video(src, tmp_path / "guided", engine=engine, temporal="none", upsample="guided")
+    from media import imread
+
+    a = imread(next((tmp_path / "bilinear").glob("*.png")))[..., 3].astype(int)
+    b = imread(next((tmp_path / "guided").glob("*.png")))[..., 3].astype(int)
+    assert a.shape == b.shape == (64, 96)
+    assert np.abs(a - b).max() > 10, "the guide must change the upsampled edges"

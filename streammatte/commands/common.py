@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from ..config import MatteConfig
+from ..refine import UPSAMPLERS
 from ..sinks.formats import FORMATS
-from ..temporal import TEMPORAL_FILTERS
+from ..temporal import DEFAULT_FILE_MODE, temporal_modes
 
 SubParsers = Any  # argparse's _SubParsersAction is private
 
@@ -31,6 +32,9 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--short-side", type=int, metavar="N",
                        help="scale frames so their short side is N before inference (models "
                        "with a free input size, e.g. modnet; default: the catalog's)")
+    group.add_argument("--upsample", choices=UPSAMPLERS, default="bilinear",
+                       help="alpha to frame size: bilinear, or guided by the frame's edges "
+                       "(fast guided filter)")
     group.add_argument("--rembg-compat", action="store_true",
                        help="reproduce rembg's per-image min/max rescaling exactly (bit-parity "
                        "with rembg; flickers on video)")
@@ -63,8 +67,9 @@ def add_output_options(parser: argparse.ArgumentParser, *, video: bool) -> None:
                            choices=["auto", *FORMATS],
                            help="default: from the output extension (.mp4 H.264, .mov ProRes "
                            "4444, .webm VP9 alpha, no extension: PNG sequence)")
-        group.add_argument("--temporal", default="none", choices=sorted(TEMPORAL_FILTERS),
-                           help="temporal smoothing of the matte (default: none)")
+        group.add_argument("--temporal", default=DEFAULT_FILE_MODE, choices=temporal_modes(),
+                           help="temporal smoothing of the matte (default: "
+                           f"{DEFAULT_FILE_MODE}, which looks 2 frames ahead; none: per frame)")
         group.add_argument("--batch-size", type=int, default=1,
                            help="frames per inference call, where the model allows")
         group.add_argument("--strict", action="store_true",
@@ -93,7 +98,7 @@ def config_from(args: argparse.Namespace) -> MatteConfig:
         "background": args.background,
         "overwrite": args.overwrite,
     }
-    for name in ("output_format", "temporal", "batch_size", "strict", "input_size",
+    for name in ("output_format", "temporal", "upsample", "batch_size", "strict", "input_size",
                  "short_side"):
         if hasattr(args, name):
             options[name] = getattr(args, name)

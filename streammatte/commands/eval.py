@@ -73,7 +73,7 @@ def run_specs(args: argparse.Namespace, specs: list[EvalSpec], *, title: str,
     progress = None if args.quiet else (
         lambda s: print(f"running {s.engine} on {len(clips)} clip(s)…", file=sys.stderr))
     results = compare(specs, clips, isolate=isolate, on_engine=progress)
-    written = write_report(results, args.out, command=command_line(), title=title,
+    written = write_report(results, args.out, command=command_line(args.command_line), title=title,
                            plots=not args.no_plots)
     summary, _ = summarize(results)
     print(markdown_table(summary))
