@@ -8,6 +8,7 @@ over the same clip played once vs several times (memory must stay flat in video 
 from __future__ import annotations
 
 import os
+import statistics
 import tempfile
 import threading
 import time
@@ -25,6 +26,7 @@ from .pipeline import Pipeline, PipelineStats
 from .sinks.file import FileSink
 from .sinks.formats import FORMATS
 from .sources.file import FileSource
+from .temporal import DEFAULT_FILE_MODE
 
 
 def current_rss_bytes() -> int:
@@ -85,11 +87,16 @@ def looped_frames(path: Path, frames: int, loops: int) -> Iterator[FramePacket]:
 class BenchResult:
     clip: str
     engine: str
+    temporal: str
     frames: int
+    rounds: int
     engine_fps: float
     end_to_end_fps: float
     stages: PipelineStats
     rss_by_length: dict[int, int] = field(default_factory=dict)
+    #: end-to-end fps with no temporal stage, when ``temporal`` is another mode: the pipeline's
+    #: own overhead, apart from what the smoothing costs
+    plain_fps: float | None = None
     rembg_fps: float | None = None
     rembg_note: str | None = None
 
@@ -108,13 +115,13 @@ def measure_engine_only(engine: Engine, matter: Matter, images: list[np.ndarray]
     return len(samples) / (time.perf_counter() - started)
 
 
-def run_end_to_end(clip: Path, engine: Engine, frames: int, loops: int, out_dir: Path
-                   ) -> tuple[PipelineStats, int]:
+def run_end_to_end(clip: Path, engine: Engine, frames: int, loops: int, out_dir: Path,
+                   temporal: str = DEFAULT_FILE_MODE) -> tuple[PipelineStats, int]:
     """Decode → … → H.264 encode of the clip's first ``frames`` frames ``loops`` times;
     returns the stats and the peak RSS during the run."""
     with FileSource(clip) as probe:
         rate = probe.frame_rate
-    matter = Matter(engine)
+    matter = Matter(engine, temporal=temporal)
     compositor = Compositor(parse_background("blur"), "rgb")
     out = out_dir / f"bench-{loops}.mp4"
     with RssSampler() as rss, FileSink(out, FORMATS["h264"], frame_rate=rate,
@@ -147,49 +154,72 @@ def run_benchmark(
     clip: Path,
     *,
     engine_name: str = "u2netp",
+    temporal: str = DEFAULT_FILE_MODE,
     frames: int = 40,
     lengths: tuple[int, ...] = (1, 3),
+    rounds: int = 2,
     with_rembg: bool = True,
     models_dir: Path | None = None,
     log: Callable[[str], None] = lambda _: None,
 ) -> BenchResult:
+    """Each speed is measured ``rounds`` times, the measurements interleaved (engine, rembg,
+    end to end, …) so a burst of load elsewhere hits them all alike; the median is kept. The
+    memory runs (one per entry of ``lengths``) come after."""
     engine = open_engine(engine_name, models_dir=models_dir, device="cpu")
     try:
         matter = Matter(engine)
         with FileSource(clip) as source:
             images = [p.image for _, p in zip(range(frames), source, strict=False)]
         count = len(images)
-        log(f"engine only: {count} frames")
-        engine_fps = measure_engine_only(engine, matter, images)
-        if not with_rembg:
-            del images  # the memory rows should show the pipeline, not this list
-        rss: dict[int, int] = {}
-        with tempfile.TemporaryDirectory(prefix="streammatte-bench-") as tmp:
-            stats = None
-            for loops in lengths:
-                log(f"end to end: {count * loops} frames")
-                run_stats, peak = run_end_to_end(clip, engine, count, loops, Path(tmp))
-                rss[count * loops] = peak
-                stats = stats or run_stats
-        assert stats is not None
-        result = BenchResult(clip=clip.name, engine=engine.describe(), frames=count,
-                             engine_fps=engine_fps, end_to_end_fps=stats.fps, stages=stats,
-                             rss_by_length=rss)
+        rembg_model = None
         if with_rembg and engine_name in ("u2netp", "u2net"):
             from .inference import resolve_model
             from .models.catalog import get_spec
 
-            log("rembg per-frame API")
-            path = resolve_model(get_spec(engine_name), models_dir=models_dir)
-            result.rembg_fps, result.rembg_note = measure_rembg(images, path, engine_name)
-        return result
+            rembg_model = resolve_model(get_spec(engine_name), models_dir=models_dir)
+        speeds: dict[str, list[float]] = {"engine": [], "e2e": [], "plain": [], "rembg": []}
+        stats: PipelineStats | None = None
+        rembg_note = None
+        with tempfile.TemporaryDirectory(prefix="streammatte-bench-") as tmp:
+            for round_no in range(1, rounds + 1):
+                log(f"round {round_no}/{rounds}: engine only, {count} frames")
+                speeds["engine"].append(measure_engine_only(engine, matter, images))
+                if rembg_model is not None:
+                    log(f"round {round_no}/{rounds}: rembg remove() per frame")
+                    fps, rembg_note = measure_rembg(images, rembg_model, engine_name)
+                    if fps is not None:
+                        speeds["rembg"].append(fps)
+                log(f"round {round_no}/{rounds}: end to end ({temporal})")
+                run_stats, _ = run_end_to_end(clip, engine, count, 1, Path(tmp), temporal)
+                speeds["e2e"].append(run_stats.fps)
+                stats = stats or run_stats
+                if temporal != "none":
+                    log(f"round {round_no}/{rounds}: end to end (temporal none)")
+                    speeds["plain"].append(
+                        run_end_to_end(clip, engine, count, 1, Path(tmp), "none")[0].fps)
+            del images  # the memory rows should show the pipeline, not this list
+            rss: dict[int, int] = {}
+            for loops in lengths:
+                log(f"memory: end to end over {count * loops} frames")
+                rss[count * loops] = run_end_to_end(clip, engine, count, loops, Path(tmp),
+                                                    temporal)[1]
+        assert stats is not None
+        return BenchResult(
+            clip=clip.name, engine=engine.describe(), temporal=temporal, frames=count,
+            rounds=rounds, engine_fps=statistics.median(speeds["engine"]),
+            end_to_end_fps=statistics.median(speeds["e2e"]), stages=stats, rss_by_length=rss,
+            plain_fps=statistics.median(speeds["plain"]) if speeds["plain"] else None,
+            rembg_fps=statistics.median(speeds["rembg"]) if speeds["rembg"] else None,
+            rembg_note=rembg_note if rembg_model is not None else None,
+        )
     finally:
         engine.close()
 
 
 def format_table(result: BenchResult) -> str:
     lines = [
-        f"clip: {result.clip}, {result.frames} frames; engine: {result.engine}",
+        f"clip: {result.clip}, {result.frames} frames; engine: {result.engine}; "
+        f"temporal: {result.temporal}; speeds are medians of {result.rounds} interleaved rounds",
         "",
         "| measure | value |",
         "|---|---|",
@@ -198,8 +228,12 @@ def format_table(result: BenchResult) -> str:
         f"{result.end_to_end_fps:.2f} |",
         f"| end-to-end / engine-only | {result.ratio:.2f} |",
     ]
+    if result.plain_fps is not None:
+        lines.append(f"| end-to-end fps, temporal none | {result.plain_fps:.2f} |")
+        lines.append(f"| end-to-end / engine-only, temporal none | "
+                     f"{result.plain_fps / result.engine_fps:.2f} |")
     for stage in result.stages.stages:
-        lines.append(f"| {stage.name} ms/frame (busy time in its own thread) | "
+        lines.append(f"| {stage.name} ms/frame (busy time in its own thread, round 1) | "
                      f"{stage.ms_per_frame:.1f} |")
     for length, peak in sorted(result.rss_by_length.items()):
         lines.append(f"| peak RSS, {length}-frame run | {peak / 2**20:.0f} MiB |")

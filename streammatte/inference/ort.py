@@ -56,6 +56,10 @@ class OrtEngine(Engine):
         self.output_spec = spec.output
         options = ort.SessionOptions()
         options.intra_op_num_threads = intra_op_threads or (os.cpu_count() or 1)
+        # Idle ORT workers spin by default, burning the cores that decode, the temporal stage
+        # and encode share with it; without spinning the pipeline ran ~3 % faster end to end
+        # on 2 cores (engine-only ~2 % slower).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         providers = choose_providers(device, ort.get_available_providers())
         try:
