@@ -102,7 +102,8 @@ def open_configured_engine(config: MatteConfig, on_download: ProgressFn | None =
                            auth_tokens: Mapping[str, str] | None = None) -> Engine:
     """The engine a MatteConfig names, with its model file, cache, device and input size."""
     return open_engine(config.engine, model_file=config.model_file, models_dir=config.models_dir,
-                       device=config.device, progress=on_download, input_size=config.input_size,
+                       device=config.device, backend=config.backend, progress=on_download,
+                       input_size=config.input_size,
                        short_side=config.short_side, auth_tokens=auth_tokens)
 
 

@@ -29,6 +29,9 @@ class MatteConfig:
     rembg_compat: bool = False
     #: ``auto``, ``cpu`` or ``cuda[:N]``
     device: str = "auto"
+    #: what runs a catalog model: ``onnxruntime``, ``onnxruntime-cuda``, ``trt`` or ``auto``
+    #: (the fastest available, said in the run report)
+    backend: str = "onnxruntime"
     model_file: Path | None = None
     models_dir: Path | None = None
     batch_size: int = 1

@@ -108,3 +108,21 @@ def test_progress_line_on_a_terminal() -> None:
     bar.update(50, elapsed_s=10.0)
     bar.finish()
     assert stream.getvalue() == "\r50/200 frames  25%  5.0 fps  ETA 0:30\n"
+
+
+def test_backend_without_its_extra_is_one_clear_line(tmp_path: Path) -> None:
+    make_video(tmp_path / "clip.mp4", frames=2)
+    result = _run("video", str(tmp_path / "clip.mp4"), "-o", str(tmp_path / "o.mov"),
+                  "--backend", "trt")
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("streammatte: error: ")
+    assert "pip install 'streammatte[trt]'" in result.stderr
+    assert not (tmp_path / "o.mov").exists()
+
+
+def test_auto_backend_says_what_it_chose(tmp_path: Path, u2netp_path: Path) -> None:
+    make_video(tmp_path / "clip.mp4", frames=2, size=(64, 48))
+    result = _run("video", str(tmp_path / "clip.mp4"), "-o", str(tmp_path / "o.mov"),
+                  "--backend", "auto", "--model-file", str(u2netp_path))
+    assert result.returncode == 0, result.stderr
+    assert "u2netp on cpu" in result.stderr  # no GPU here: the report names the CPU

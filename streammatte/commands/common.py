@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import MatteConfig
+from ..inference import BACKENDS
 from ..refine import UPSAMPLERS
 from ..sinks.formats import FORMATS
 from ..temporal import DEFAULT_FILE_MODE, temporal_modes
@@ -26,6 +27,9 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
                        help="model cache (default: $STREAMMATTE_MODELS_DIR or "
                        "~/.cache/streammatte/models)")
     group.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default: auto)")
+    group.add_argument("--backend", default="onnxruntime", choices=sorted(BACKENDS),
+                       help="what runs the model (default: onnxruntime; trt needs "
+                       "streammatte[trt] and a GPU; auto picks the fastest available)")
     group.add_argument("--input-size", type=parse_size, metavar="WxH",
                        help="model input size instead of the catalog's native one, where the "
                        "model accepts it (e.g. 512x512)")
@@ -94,6 +98,7 @@ def config_from(args: argparse.Namespace) -> MatteConfig:
         "model_file": args.model_file,
         "models_dir": models_dir_from(args),
         "device": args.device,
+        "backend": args.backend,
         "rembg_compat": args.rembg_compat,
         "background": args.background,
         "overwrite": args.overwrite,
