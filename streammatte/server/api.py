@@ -35,7 +35,7 @@ from ..compose import NAMED_COLOURS, parse_background
 from ..config import MatteConfig
 from ..errors import ConfigError, SourceError, StreamMatteError
 from ..sinks.formats import FORMATS
-from ..temporal import TEMPORAL_FILTERS
+from ..temporal import DEFAULT_FILE_MODE, temporal_modes
 from .app import EXTENSIONS_KEY, SETTINGS_KEY, STATIC_DIR, ServerSettings, api_error
 from .jobs import MEDIA_TYPES, EngineProvider, Job, JobManager, QueueFullError, VideoOptions
 from .probe import IMAGE_TYPES, VIDEO_TYPES, MediaInfo, ProbeError, probe
@@ -214,7 +214,7 @@ async def info(request: web.Request) -> web.Response:
         "video_formats": [{"name": n, "description": FORMATS[n].description,
                            "extension": FORMATS[n].extension, "alpha": FORMATS[n].alpha}
                           for n in VIDEO_FORMATS],
-        "temporal": sorted(TEMPORAL_FILTERS),
+        "temporal": temporal_modes(),
         "backgrounds": ["auto", "transparent", "blur", *NAMED_COLOURS],
         "extensions": request.app[EXTENSIONS_KEY],
     })
@@ -303,7 +303,8 @@ def _video_options(options: dict[str, str], provider: EngineProvider,
     _known(options, VIDEO_OPTIONS)
     engine = provider.check(options.get("engine", settings.engine))
     fmt = _choice("format", options.get("format", "vp9"), VIDEO_FORMATS)
-    temporal = _choice("temporal", options.get("temporal", "none"), sorted(TEMPORAL_FILTERS))
+    temporal = _choice("temporal", options.get("temporal", DEFAULT_FILE_MODE),
+                       temporal_modes())
     background = check_background(options.get("background", "auto"))
     if not FORMATS[fmt].alpha and not FORMATS[fmt].matte_only \
             and parse_background(background if background != "auto" else "white").is_transparent:
@@ -462,7 +463,7 @@ def openapi_document() -> dict[str, Any]:
                         "engine": engine, "background": background,
                         "format": {"type": "string", "enum": list(VIDEO_FORMATS),
                                    "default": "vp9"},
-                        "temporal": {"type": "string", "enum": sorted(TEMPORAL_FILTERS),
+                        "temporal": {"type": "string", "enum": temporal_modes(),
                                      "default": "none"}}),
                     "responses": {"202": {"description": "queued", "content": job_ref},
                                   **_error_responses(400, 401, 413, 415, 422, 503)}},

@@ -34,6 +34,7 @@ from ..models.catalog import load_catalog
 from ..models.store import ModelStore
 from ..pipeline import PipelineStats
 from ..sinks.formats import FORMATS
+from ..temporal import DEFAULT_FILE_MODE
 from .app import ServerSettings
 from .probe import MediaInfo
 
@@ -155,7 +156,7 @@ class VideoOptions:
     engine: str
     background: str = "auto"
     output_format: str = "vp9"
-    temporal: str = "none"
+    temporal: str = DEFAULT_FILE_MODE
 
     @property
     def extension(self) -> str:
