@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,12 @@ def _pull(name: str, models_dir: Path) -> Path:
         if os.environ.get("STREAMMATTE_REQUIRE_MODELS") == "1":
             raise
         pytest.skip(f"cannot pull the real {name} model (offline?): {exc}")
+
+
+@pytest.fixture(scope="session")
+def pull_model(models_dir: Path) -> Callable[[str], Path]:
+    """Pull a catalog model by name into the test cache (skips offline, fails in CI)."""
+    return lambda name: _pull(name, models_dir)
 
 
 @pytest.fixture(scope="session")

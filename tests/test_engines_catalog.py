@@ -9,8 +9,8 @@ MediaPipe selfie models run for real on DAVIS frames.
 from __future__ import annotations
 
 import dataclasses
-import os
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -226,19 +226,10 @@ def test_uncached_model_without_reachable_source_writes_nothing(tmp_path: Path) 
 
 # -- real models: MODNet, MediaPipe selfie ----------------------------------------------------
 
-def _pull(name: str, models_dir: Path) -> Path:
-    try:
-        return ModelStore(models_dir).ensure(get_spec(name))
-    except ModelFetchError as exc:
-        if os.environ.get("STREAMMATTE_REQUIRE_MODELS") == "1":
-            raise
-        pytest.skip(f"cannot pull the real {name} model (offline?): {exc}")
-
-
 @pytest.mark.network
-def test_modnet_mattes_a_person_at_a_chosen_short_side(models_dir: Path,
-                                                       shared_data: Path) -> None:
-    _pull("modnet", models_dir)
+def test_modnet_mattes_a_person_at_a_chosen_short_side(
+        models_dir: Path, shared_data: Path, pull_model: Callable[[str], Path]) -> None:
+    pull_model("modnet")
     # frames where the runner is large enough for a portrait model at 256 px
     frames = [_frame(shared_data, "parkour", i) for i in (40, 60)]
     # 256 instead of the native 512: the user-chosen size path, and 4× less CPU for CI
@@ -259,8 +250,9 @@ def test_modnet_mattes_a_person_at_a_chosen_short_side(models_dir: Path,
 @pytest.mark.network
 @pytest.mark.parametrize("name", ["mediapipe-selfie", "mediapipe-selfie-landscape"])
 def test_mediapipe_selfie_finds_the_person(name: str, models_dir: Path,
-                                           shared_data: Path) -> None:
-    _pull(name, models_dir)
+                                           shared_data: Path,
+                                           pull_model: Callable[[str], Path]) -> None:
+    pull_model(name)
     image, truth = _frame(shared_data, "parkour", 40)
     with open_engine(name, models_dir=models_dir, device="cpu") as engine:
         alpha = streammatte.Matter(engine).alpha(image)
@@ -281,11 +273,12 @@ def test_input_size_breaking_multiple_of_is_a_config_error() -> None:
 
 
 @pytest.mark.network
-def test_bench_scores_a_real_model_against_davis(models_dir: Path, shared_data: Path) -> None:
+def test_bench_scores_a_real_model_against_davis(models_dir: Path, shared_data: Path,
+                                                pull_model: Callable[[str], Path]) -> None:
     pytest.importorskip("streammatte.metrics")
     from streammatte.models.bench import format_table, run_bench
 
-    path = _pull("mediapipe-selfie-landscape", models_dir)
+    path = pull_model("mediapipe-selfie-landscape")
     spec = get_spec("mediapipe-selfie-landscape")
     (result,) = run_bench([(spec, path)], shared_data / "davis", sequences=["parkour"],
                           stride=50, threads=1)
