@@ -405,7 +405,8 @@ async def test_video_job_with_a_colour_background_to_h264(make_client: MakeClien
         temporal="ema"))
     job = await wait_for(client, (await response.json())["id"], ("done", "failed"))
     assert job["state"] == "done" and job["options"] == {
-        "engine": "brightness", "background": "#0000ff", "format": "h264", "temporal": "ema"}
+        "engine": "brightness", "background": "#0000ff", "format": "h264", "temporal": "ema",
+        "refine": "false"}
     out = tmp_path / "out.mp4"
     out.write_bytes(await (await client.get(job["result_url"] + "?inline=1")).read())
     with av.open(str(out)) as container:
@@ -804,3 +805,25 @@ async def test_the_sample_client_removes_an_image_and_runs_a_video_job(
     assert list((tmp_path / "jobs").iterdir()) == []
     wrong = [*argv[:4], "--token", "wrong-token", *argv[6:]]
     assert await asyncio.to_thread(sample.main, wrong) == 1
+
+
+@pytest.mark.asyncio
+async def test_refine_option_changes_the_matte_edges(
+        aiohttp_client: AiohttpClient, tmp_path: Path, shared_data: Path,
+        u2netp_path: Path) -> None:
+    """refine=true runs guided upsampling: the PNG differs from the bilinear one at edges."""
+    settings = ServerSettings(jobs_dir=tmp_path / "jobs", extensions=(), engines=("u2netp",),
+                              models_dir=u2netp_path.parent, device="cpu")
+    client = await aiohttp_client(create_app(settings))
+    image = (shared_data / "rembg-golden" / "anime-girl-1.jpg").read_bytes()
+    results = []
+    for refine in ("false", "true"):
+        data = form(image, "anime-girl-1.jpg")
+        data.add_field("refine", refine)
+        response = await client.post("/api/remove", data=data)
+        assert response.status == 200, await response.text()
+        results.append(decode(await response.read())[..., 3].astype(int))
+    assert results[0].shape == results[1].shape == (601, 850)
+    assert np.abs(results[0] - results[1]).max() > 20
+    info = await (await client.get("/api/info")).json()
+    assert info["default_temporal"] == "bidirectional"

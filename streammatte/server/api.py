@@ -50,8 +50,8 @@ IMAGE_FORMATS: dict[str, tuple[str, str]] = {
 }
 #: video formats a job may produce (the PNG sequence is a folder: not offered over HTTP)
 VIDEO_FORMATS: tuple[str, ...] = ("vp9", "h264", "hevc", "prores4444", "matte")
-IMAGE_OPTIONS = ("engine", "background", "only_mask", "format")
-VIDEO_OPTIONS = ("engine", "background", "format", "temporal")
+IMAGE_OPTIONS = ("engine", "background", "only_mask", "format", "refine")
+VIDEO_OPTIONS = ("engine", "background", "format", "temporal", "refine")
 
 _FIELD_LIMIT = 4096
 _FORM_OVERHEAD = 64 * 1024  # multipart boundaries and option fields around the file
@@ -215,6 +215,7 @@ async def info(request: web.Request) -> web.Response:
                            "extension": FORMATS[n].extension, "alpha": FORMATS[n].alpha}
                           for n in VIDEO_FORMATS],
         "temporal": temporal_modes(),
+        "default_temporal": DEFAULT_FILE_MODE,
         "backgrounds": ["auto", "transparent", "blur", *NAMED_COLOURS],
         "extensions": request.app[EXTENSIONS_KEY],
     })
@@ -239,8 +240,10 @@ def _image_config(options: dict[str, str], provider: EngineProvider,
         elif parse_background(background).is_transparent:
             raise ConfigError("JPEG has no alpha channel: choose a background colour, or "
                               "format png or webp")
+    refine = _flag("refine", options.get("refine", "false"))
     config = MatteConfig(engine=engine, background=background,
                          output_format="matte" if only_mask else "auto",
+                         upsample="guided" if refine else "bilinear",
                          models_dir=settings.models_dir, device=settings.device)
     return config, fmt
 
@@ -310,8 +313,9 @@ def _video_options(options: dict[str, str], provider: EngineProvider,
             and parse_background(background if background != "auto" else "white").is_transparent:
         raise ConfigError(f"format {fmt} has no alpha channel: choose a background colour or "
                           "blur, or format vp9 or prores4444")
+    refine = _flag("refine", options.get("refine", "false"))
     return VideoOptions(engine=engine, background=background, output_format=fmt,
-                        temporal=temporal)
+                        temporal=temporal, refine=refine)
 
 
 async def create_job(request: web.Request) -> web.Response:
@@ -406,6 +410,8 @@ def openapi_document() -> dict[str, Any]:
 
     engine = {"type": "string", "description": "engine name (GET /api/engines); "
               "default: the server's default"}
+    refine = {"type": "boolean", "default": False,
+              "description": "guided-filter upsampling: the matte's edges follow the picture"}
     background = {"type": "string", "default": "auto",
                   "description": "auto, transparent, blur, a colour name or #rrggbb"}
     job_id = [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}]
@@ -451,7 +457,8 @@ def openapi_document() -> dict[str, Any]:
                     "only_mask": {"type": "boolean", "default": False,
                                   "description": "return the matte alone (greyscale)"},
                     "format": {"type": "string", "enum": list(IMAGE_FORMATS),
-                               "default": "png"}}),
+                               "default": "png"},
+                    "refine": refine}),
                 "responses": {"200": {"description": "the result image", "content": {
                     t: {"schema": {"type": "string", "format": "binary"}}
                     for _, t in IMAGE_FORMATS.values()}},
@@ -464,7 +471,8 @@ def openapi_document() -> dict[str, Any]:
                         "format": {"type": "string", "enum": list(VIDEO_FORMATS),
                                    "default": "vp9"},
                         "temporal": {"type": "string", "enum": temporal_modes(),
-                                     "default": "none"}}),
+                                     "default": DEFAULT_FILE_MODE},
+                        "refine": refine}),
                     "responses": {"202": {"description": "queued", "content": job_ref},
                                   **_error_responses(400, 401, 413, 415, 422, 503)}},
                 "get": {"summary": "List jobs", "responses": {"200": {

@@ -157,6 +157,8 @@ class VideoOptions:
     background: str = "auto"
     output_format: str = "vp9"
     temporal: str = DEFAULT_FILE_MODE
+    #: guided-filter upsampling of the matte (edges follow the frame)
+    refine: bool = False
 
     @property
     def extension(self) -> str:
@@ -164,7 +166,8 @@ class VideoOptions:
 
     def as_json(self) -> dict[str, str]:
         return {"engine": self.engine, "background": self.background,
-                "format": self.output_format, "temporal": self.temporal}
+                "format": self.output_format, "temporal": self.temporal,
+                "refine": "true" if self.refine else "false"}
 
 
 MEDIA_TYPES = {".mp4": "video/mp4", ".mov": "video/quicktime", ".webm": "video/webm"}
@@ -422,6 +425,7 @@ class JobManager:
         options = job.options
         config = MatteConfig(engine=options.engine, background=options.background,
                              output_format=options.output_format, temporal=options.temporal,
+                             upsample="guided" if options.refine else "bilinear",
                              models_dir=settings.models_dir, device=settings.device)
         output = job.dir / f"result{options.extension}"
         with self.engines.acquire(options.engine) as engine:

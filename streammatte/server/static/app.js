@@ -86,6 +86,7 @@ function options() {
   const form = new FormData();
   form.append("engine", $("engine").value);
   form.append("background", background());
+  form.append("refine", $("refine").checked ? "true" : "false");
   if (state.kind === "image") {
     form.append("format", $("image-format").value);
     form.append("only_mask", $("only-mask").checked ? "true" : "false");
@@ -116,6 +117,7 @@ async function loadSettings() {
   for (const t of info.temporal) {
     $("temporal").add(new Option(t, t));
   }
+  $("temporal").value = info.default_temporal;
   const mb = (info.limits.max_upload_bytes / 1e6).toFixed(0);
   $("limits").textContent = " · up to " + mb + " MB, videos up to " +
     formatSeconds(info.limits.max_video_duration_s);
