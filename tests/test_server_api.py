@@ -343,13 +343,19 @@ async def test_remove_needs_a_multipart_file(make_client: MakeClient) -> None:
     assert (await error_of(response, 400)).startswith("no file in the request")
 
 
+async def _real_u2netp_client(aiohttp_client: AiohttpClient, tmp_path: Path,
+                              u2netp_path: Path) -> Client:
+    settings = ServerSettings(jobs_dir=tmp_path / "jobs", extensions=(), engines=("u2netp",),
+                              models_dir=u2netp_path.parent, device="cpu")
+    client: Client = await aiohttp_client(create_app(settings))
+    return client
+
+
 @pytest.mark.asyncio
 async def test_remove_with_real_u2netp_matches_rembgs_golden_matte(
         aiohttp_client: AiohttpClient, tmp_path: Path, shared_data: Path,
         u2netp_path: Path) -> None:
-    settings = ServerSettings(jobs_dir=tmp_path / "jobs", extensions=(), engines=("u2netp",),
-                              models_dir=u2netp_path.parent, device="cpu")
-    client = await aiohttp_client(create_app(settings))
+    client = await _real_u2netp_client(aiohttp_client, tmp_path, u2netp_path)
     golden = shared_data / "rembg-golden"
     image = (golden / "anime-girl-1.jpg").read_bytes()
     response = await client.post("/api/remove", data=form(image, "anime-girl-1.jpg"))
@@ -812,9 +818,7 @@ async def test_refine_option_changes_the_matte_edges(
         aiohttp_client: AiohttpClient, tmp_path: Path, shared_data: Path,
         u2netp_path: Path) -> None:
     """refine=true runs guided upsampling: the PNG differs from the bilinear one at edges."""
-    settings = ServerSettings(jobs_dir=tmp_path / "jobs", extensions=(), engines=("u2netp",),
-                              models_dir=u2netp_path.parent, device="cpu")
-    client = await aiohttp_client(create_app(settings))
+    client = await _real_u2netp_client(aiohttp_client, tmp_path, u2netp_path)
     image = (shared_data / "rembg-golden" / "anime-girl-1.jpg").read_bytes()
     results = []
     for refine in ("false", "true"):
