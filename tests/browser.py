@@ -19,6 +19,7 @@ import base64
 import contextlib
 import itertools
 import json
+import os
 import shutil
 import subprocess
 import time
@@ -48,8 +49,15 @@ def find_chromium() -> str | None:
 
 
 def require_chromium() -> str:
-    """The chromium executable, or skip the test saying how to get one."""
+    """The chromium executable; installed with apt-get when missing and we may (root, as in
+    CI; STREAMMATTE_NO_APT=1 forbids it), else skip the test saying how to get one."""
     found = find_chromium()
+    if found is None and os.environ.get("STREAMMATTE_NO_APT") != "1" and \
+            shutil.which("apt-get") and hasattr(os, "geteuid") and os.geteuid() == 0:
+        subprocess.run(["apt-get", "install", "-y", "--no-install-recommends", "chromium"],
+                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+                       capture_output=True, timeout=600, check=False)
+        found = find_chromium()
     if found is None:
         pytest.skip("chromium is not installed (Debian: apt-get install chromium); "
                     "the real-browser tests need it")

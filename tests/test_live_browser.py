@@ -4,24 +4,16 @@ generated .y4m, talking WebRTC to the server; checked from the page's own pixels
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import os
-import re
-import shutil
-import subprocess
-import tempfile
-import time
 from collections.abc import AsyncIterator
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import av
 import numpy as np
-import pytest
 from aiohttp import web
+from browser import Chromium, Page
 from media import BrightnessEngine, square_frame
 
 from streammatte.bench_live import start_server
@@ -29,24 +21,6 @@ from streammatte.inference import Engine
 from streammatte.server.live import LiveConfig, install
 
 W, H = 320, 240
-
-
-def find_chromium() -> str:
-    """chromium on PATH; installed with apt-get when missing and we may (CI runs as root)."""
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        path = shutil.which(name)
-        if path:
-            return path
-    if os.environ.get("STREAMMATTE_NO_APT") != "1" and shutil.which("apt-get") and \
-            hasattr(os, "geteuid") and os.geteuid() == 0:
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        subprocess.run(["apt-get", "install", "-y", "--no-install-recommends", "chromium"],
-                       env=env, capture_output=True, timeout=600, check=False)
-        path = shutil.which("chromium")
-        if path:
-            return path
-    pytest.skip("chromium is not installed and could not be installed with apt-get "
-                "(install Debian's `chromium` package to run the real-browser tests)")
 
 
 def write_y4m(path: Path, frames: int = 30) -> None:
@@ -62,91 +36,21 @@ def write_y4m(path: Path, frames: int = 30) -> None:
             container.mux(packet)
 
 
-class Page:
-    """The smallest DevTools-protocol client: evaluate JavaScript, take screenshots."""
-
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse[bool]) -> None:
-        self.ws = ws
-        self._id = 0
-
-    async def call(self, method: str, **params: Any) -> dict[str, Any]:
-        self._id += 1
-        await self.ws.send_json({"id": self._id, "method": method, "params": params})
-        while True:
-            message = await self.ws.receive_json(timeout=60)
-            if message.get("id") == self._id:
-                if "error" in message:
-                    raise RuntimeError(f"{method}: {message['error']}")
-                result: dict[str, Any] = message.get("result", {})
-                return result
-
-    async def evaluate(self, expression: str) -> Any:
-        reply = await self.call("Runtime.evaluate", expression=expression, awaitPromise=True,
-                                returnByValue=True)
-        if "exceptionDetails" in reply:
-            raise RuntimeError(f"{expression}: {reply['exceptionDetails']}")
-        return reply["result"].get("value")
-
-    async def wait_for(self, expression: str, timeout_s: float = 60.0) -> Any:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            value = await self.evaluate(expression)
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                state = await self.evaluate("JSON.stringify(window.streammatte && "
-                                            "window.streammatte.state, (k, v) => "
-                                            "k === 'session' ? undefined : v)")
-                raise TimeoutError(f"timed out waiting for {expression}; page state: {state}")
-            await asyncio.sleep(0.25)
-
-    async def screenshot(self, path: Path) -> None:
-        reply = await self.call("Page.captureScreenshot", format="png")
-        path.write_bytes(base64.b64decode(reply["data"]))
+# What the live pages need beyond browser.CHROMIUM_FLAGS: a fake camera playing the .y4m,
+# camera permission granted, autoplay, and a software WebGL for the /obs alpha recombination.
+def live_flags(y4m: Path) -> tuple[str, ...]:
+    return ("--use-gl=angle", "--use-angle=swiftshader", "--enable-unsafe-swiftshader",
+            "--disable-dev-shm-usage", "--use-fake-ui-for-media-stream",
+            "--use-fake-device-for-media-stream", f"--use-file-for-fake-video-capture={y4m}",
+            "--autoplay-policy=no-user-gesture-required")
 
 
 @contextlib.asynccontextmanager
 async def browser_page(url: str, y4m: Path) -> AsyncIterator[Page]:
-    chromium = find_chromium()
-    profile = Path(tempfile.mkdtemp(prefix="sm-chromium-"))
-    args = [chromium, "--headless=new", "--no-sandbox", "--disable-gpu",
-            "--use-gl=angle", "--use-angle=swiftshader", "--enable-unsafe-swiftshader",
-            "--no-first-run", "--disable-dev-shm-usage", "--remote-debugging-port=0",
-            f"--user-data-dir={profile}", "--use-fake-ui-for-media-stream",
-            "--use-fake-device-for-media-stream", f"--use-file-for-fake-video-capture={y4m}",
-            "--autoplay-policy=no-user-gesture-required", "--window-size=1280,720", url]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        assert proc.stderr is not None
-        port = None
-        deadline = time.monotonic() + 60
-        lines = []
-        while port is None and time.monotonic() < deadline:
-            line = await asyncio.to_thread(proc.stderr.readline)
-            if not line and proc.poll() is not None:
-                break
-            lines.append(line)
-            match = re.search(r"DevTools listening on ws://[^:]+:(\d+)/", line)
-            if match:
-                port = int(match.group(1))
-        if port is None:
-            pytest.fail("chromium did not start:\n" + "".join(lines[-20:]))
-        async with aiohttp.ClientSession() as http:
-            async with http.get(f"http://127.0.0.1:{port}/json/list") as response:
-                targets = await response.json(content_type=None)
-            target = next(t for t in targets if t.get("type") == "page")
-            async with http.ws_connect(target["webSocketDebuggerUrl"], max_msg_size=0) as ws:
-                page = Page(ws)
-                await page.call("Runtime.enable")
-                yield page
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        shutil.rmtree(profile, ignore_errors=True)
+    async with Chromium.launch(y4m.parent, extra_flags=live_flags(y4m)) as browser:
+        page = await browser.new_page(1280, 720)
+        await page.goto(url)
+        yield page
 
 
 def brightness_factory(name: str) -> Engine:
