@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import warnings
 from collections.abc import Sequence
+from typing import NoReturn
 
 from . import __version__
 from .errors import StreamMatteError
+
+#: exit status after Ctrl-C, as shells report a process ended by SIGINT
+INTERRUPTED = 130
 
 #: subcommand name → module in streammatte.commands (each has add_parser(subparsers) and run)
 COMMANDS: tuple[str, ...] = ("video", "image", "models", "bench", "serve", "live", "doctor",
@@ -48,11 +53,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         return status
     except KeyboardInterrupt:
         print("\nstreammatte: interrupted; no partial output was left", file=sys.stderr)
-        return 130
+        return INTERRUPTED
     except StreamMatteError as exc:
         print(f"streammatte: error: {exc}", file=sys.stderr)
         return 2
 
 
+def entry() -> NoReturn:
+    """The process entry point (the ``streammatte`` script and ``python -m streammatte``)."""
+    status = main()
+    if status == INTERRUPTED:
+        # Outputs are already cleaned up. A worker that stopped a moment ago may still be in
+        # OpenCV's or ONNX Runtime's thread-exit code, and a normal interpreter exit racing it
+        # can abort the process (std::terminate) instead of exiting with 130.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    sys.exit(status)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    entry()

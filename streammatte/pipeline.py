@@ -72,6 +72,9 @@ class _Stopped(Exception):
 
 _END = object()
 
+# how long a cancelled run waits for its workers to finish the batch in hand
+_STOP_GRACE_S = 60.0
+
 
 class _Channel:
     """A bounded FIFO between two threads that gives up when the run is stopped."""
@@ -86,6 +89,8 @@ class _Channel:
 
     def put(self, item: object) -> None:
         with self._cond:
+            if self._stop.is_set():  # a stopped run hands nothing further downstream
+                raise _Stopped
             if self._policy == "latest" and item is not _END:
                 while len(self._items) >= self._capacity:
                     self._items.popleft()
@@ -100,10 +105,12 @@ class _Channel:
 
     def get(self) -> object:
         with self._cond:
-            while not self._items:
-                if self._stop.is_set():
-                    raise _Stopped
+            # checked before the queue: a stopped run must not drain what is already queued,
+            # or Ctrl-C would wait for every frame in flight to pass through every stage
+            while not self._stop.is_set() and not self._items:
                 self._cond.wait(0.1)
+            if self._stop.is_set():
+                raise _Stopped
             item = self._items.popleft()
             self._cond.notify_all()
             return item
@@ -229,8 +236,12 @@ class Pipeline:
             self._stop.set()
             for channel in channels:
                 channel.wake()
+            # Each worker stops at its next queue operation, so this waits out at most one
+            # batch per stage. The wait matters: a daemon thread still inside native code
+            # (OpenCV, ONNX Runtime) when the interpreter exits aborts the whole process.
+            deadline = time.monotonic() + _STOP_GRACE_S
             for thread in threads:
-                thread.join(5.0)
+                thread.join(max(0.0, deadline - time.monotonic()))
             raise
         self.stats.elapsed_s = time.perf_counter() - started
         self.stats.dropped = channels[0].dropped

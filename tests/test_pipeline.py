@@ -110,6 +110,28 @@ def test_cancel_stops_the_run() -> None:
         pipeline.run()
 
 
+def test_a_stopped_run_does_not_drain_what_is_queued() -> None:
+    # Ctrl-C must not wait for every queued frame to pass through every (slow) stage
+    pipeline: Pipeline
+    seen: list[int] = []
+
+    def cancel_at_5(batch: list[FramePacket]) -> list[FramePacket]:
+        if batch[0].index == 5:
+            pipeline.cancel()
+        return batch
+
+    def slow(batch: list[FramePacket]) -> list[FramePacket]:
+        seen.append(batch[0].index)
+        time.sleep(0.01)
+        return batch
+
+    pipeline = Pipeline(_frames(10_000), [Stage("c", cancel_at_5), Stage("slow", slow)],
+                        max_queue_frames=50)
+    with pytest.raises(CancelledRun):
+        pipeline.run()
+    assert all(i < 5 for i in seen)  # nothing from the cancel on reached the slow stage
+
+
 def test_progress_is_reported_from_the_callers_thread() -> None:
     threads: set[str] = set()
 
