@@ -25,7 +25,7 @@ demo: setup
 	@echo "demo output: out/vtest-blur.mp4 (blurred background), out/vtest-cutout.webm (transparent)"
 
 lint: setup
-	$(BIN)/ruff check streammatte tests samples
+	$(BIN)/ruff check streammatte tests samples benchmarks
 	$(BIN)/mypy
 
 # The suite CI runs: lint, types, and every test not marked slow (under 10 minutes on 2 cores).

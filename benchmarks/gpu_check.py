@@ -11,7 +11,8 @@ Checks, in order:
 - ``copies``: host→device and device→host GB/s from pinned vs pageable memory (64 MiB).
 - ``overlap``: GpuMatter frames/s on 1080p with double buffering (upload stream) vs one stream.
 - ``fps``: engine-only fps (``enqueue`` in a loop) vs end-to-end fps (decode a 1080p video →
-  GpuMatter → encode) for u2netp and u2net; the issue's target is end-to-end/engine >= 0.9.
+  GPU chain → encode, through ``matte_video`` itself) for u2netp and u2net; the issue's
+  target is end-to-end/engine >= 0.9.
 
 Needs pycuda and either TensorRT (``--backend trt``) or onnxruntime-gpu
 (``--backend onnxruntime-cuda``). Nothing here is run by CI.
@@ -216,12 +217,8 @@ def _make_video(path: Path, frames: int) -> None:
 
 
 def check_fps(engine: Any, video: Path, frames: int) -> list[Row]:
+    from streammatte.api import matte_video
     from streammatte.cuda.runtime import alloc_device
-    from streammatte.frames import FramePacket
-    from streammatte.pipeline import Pipeline, Stage
-    from streammatte.sinks.file import FileSink
-    from streammatte.sinks.formats import format_for
-    from streammatte.sources.file import FileSource
 
     cuda = engine._cuda
     with engine.context.active():
@@ -237,22 +234,12 @@ def check_fps(engine: Any, video: Path, frames: int) -> list[Row]:
         engine_fps = frames / (time.perf_counter() - start)
     del cuda
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "out.mp4"
-        with _matter(engine, overlap=True) as matter, FileSource(video) as source, FileSink(
-                out, format_for(out, "auto"), frame_rate=source.frame_rate) as sink:
-
-            def gpu(batch: list[FramePacket]) -> list[FramePacket]:
-                outputs = matter.process([p.image for p in batch])
-                for p, o in zip(batch, outputs, strict=True):
-                    p.output = o
-                return batch
-
-            def write(batch: list[FramePacket]) -> list[FramePacket]:
-                for p in batch:
-                    sink.write(p)
-                return batch
-
-            stats = Pipeline(source, [Stage("gpu", gpu), Stage("encode", write)]).run()
+        # the product path: matte_video takes the all-GPU chain for a device-buffer engine
+        report = matte_video(video, Path(tmp) / "out.mp4", engine=engine, temporal="ema",
+                             background="#00b140")
+    if not any("all-GPU chain" in note for note in report.notes):
+        raise SystemExit(f"matte_video did not take the GPU chain: {report.notes}")
+    stats = report.stats
     ratio = stats.fps / engine_fps
     return [Row(f"{engine.name} engine-only 1080p ({engine.provider})", f"{engine_fps:.1f} fps",
                 "measured"),

@@ -14,6 +14,7 @@ import numpy as np
 
 from .compose import Compositor, OutputMode, parse_background, read_image_rgb
 from .config import MatteConfig
+from .cuda.chain import gpu_chain_blocker, gpu_stages, runs_on_device_buffers
 from .errors import ConfigError, SinkError
 from .frames import Alpha, FramePacket, RGBImage
 from .inference import Engine, open_engine
@@ -222,19 +223,38 @@ def matte_video(
         own_engine = engine is None
         if engine is None:
             engine = open_configured_engine(config, on_download, auth_tokens)
+        chain_notes: list[str] = []
+        close_gpu: Callable[[], None] | None = None
         try:
-            matter = Matter(engine, temporal=config.temporal, rembg_compat=config.rembg_compat,
-                            upsample=config.upsample)
             with FileSink(dst, fmt, frame_rate=source.frame_rate, overwrite=config.overwrite,
                           audio_from=src if source.audio_streams else None) as sink:
-                stages = build_stages(matter, compositor, sink.write, config.batch_size)
+                blocker = (gpu_chain_blocker(engine, temporal=config.temporal,
+                                             background=background, upsample=config.upsample,
+                                             rembg_compat=config.rembg_compat)
+                           if runs_on_device_buffers(engine) else "")
+                if blocker is None:
+                    stages, close_gpu = gpu_stages(
+                        engine, temporal=config.temporal, background=background,
+                        output=_output_mode(fmt), batch_size=config.batch_size,
+                        write=sink.write)
+                    chain_notes.append("all-GPU chain: frames cross PCIe once each way; "
+                                       "preprocess, alpha, temporal and composite ran as "
+                                       "CUDA kernels")
+                else:
+                    if blocker:
+                        chain_notes.append(f"host chain around the GPU engine: {blocker}")
+                    matter = Matter(engine, temporal=config.temporal,
+                                    rembg_compat=config.rembg_compat, upsample=config.upsample)
+                    stages = build_stages(matter, compositor, sink.write, config.batch_size)
                 pipeline = Pipeline(source, stages, max_queue_frames=config.max_queue_frames)
                 stats = pipeline.run(on_progress)
         finally:
+            if close_gpu is not None:
+                close_gpu()
             compositor.close()
             if own_engine:
                 engine.close()
-        notes = _source_notes(source)
+        notes = chain_notes + _source_notes(source)
         if sink.padded_to_even:
             notes.append(f"{fmt.name} needs even frame sizes: {source.width}×{source.height} was "
                          "padded by one repeated pixel row/column")

@@ -29,6 +29,7 @@ from streammatte.cuda.kernels import (
     launch_1d,
     launch_2d,
 )
+from streammatte.inference.base import Engine
 from streammatte.models.catalog import InputSpec, OutputSpec
 from streammatte.postprocess import Postprocessor
 from streammatte.preprocess import Preprocessor
@@ -543,3 +544,114 @@ def test_gpu_matter_chain_matches_the_cpu_chain(emulated: Emulated,
         expected = compositor(frame, alpha)
         assert got.shape == expected.shape == (48, 64, 3)
         assert np.abs(got.astype(int) - expected.astype(int)).max() <= 1
+
+
+# --- matte_video through the all-GPU chain (fake driver, emulated kernels) -------------------
+
+class _DeviceMeanEngine(Engine):
+    """An Engine that also runs on device buffers: the host ``infer`` and the device
+    ``enqueue`` compute the same thing (alpha = mean of the input planes), so the host chain
+    and the GPU chain must agree."""
+
+    name = "mean"
+    device = "cuda:0 (emulated)"
+    provider = "test double"
+    max_batch = 2
+    input_dtype = "float32"
+    output_dtype = "float32"
+    input_spec = InputSpec(name="x", size=(16, 12))
+    output_spec = OutputSpec()
+
+    def __init__(self) -> None:
+        self._device = _MeanEngine()
+        self.context = self._device.context
+        self.stream = self._device.stream
+        self.enqueued = 0
+
+    def input_shape(self, batch: int) -> tuple[int, ...]:
+        return self._device.input_shape(batch)
+
+    def output_shape(self, batch: int) -> tuple[int, ...]:
+        return self._device.output_shape(batch)
+
+    def enqueue(self, input_ptr: int, output_ptr: int, batch: int) -> None:
+        self.enqueued += batch
+        self._device.enqueue(input_ptr, output_ptr, batch)
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        return np.stack([_MeanEngine.cpu(sample) for sample in batch])
+
+
+class _HostOnly(Engine):
+    """The same model without device buffers: what the host chain runs."""
+
+    name, device, provider = "mean", "cpu", "test double"
+    input_spec = _DeviceMeanEngine.input_spec
+    output_spec = _DeviceMeanEngine.output_spec
+    max_batch = 2
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        return np.stack([_MeanEngine.cpu(sample) for sample in batch])
+
+
+@pytest.fixture
+def emulated_gpu(emulated: Emulated, monkeypatch: pytest.MonkeyPatch) -> None:
+    import streammatte.cuda.runtime as runtime
+
+    class _Prepared:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def prepared_async_call(self, grid: tuple[int, int, int], block: tuple[int, int, int],
+                                stream: object, *args: Any) -> None:
+            emulated(self.name, grid, block, *args)
+
+    monkeypatch.setattr(runtime, "import_pycuda", _fake_driver)
+    monkeypatch.setattr(runtime, "compile_kernels",
+                        lambda ctx: {n: _Prepared(n) for n in KERNEL_SIGNATURES})
+
+
+def _pngs(folder: Path) -> list[npt.NDArray[np.uint8]]:
+    return [np.asarray(cv2.imread(str(p), cv2.IMREAD_UNCHANGED))
+            for p in sorted(folder.glob("*.png"))]
+
+
+@pytest.mark.parametrize("background", ["#00b140", "transparent"])
+def test_matte_video_runs_a_device_engine_through_the_gpu_chain(
+        emulated_gpu: None, tmp_path: Path, background: str) -> None:
+    from media import make_video
+
+    from streammatte.api import matte_video
+
+    src = tmp_path / "clip.mp4"
+    make_video(src, frames=7, size=(64, 48))
+    device = _DeviceMeanEngine()
+    on_gpu = matte_video(src, tmp_path / "gpu/", engine=device, temporal="ema",
+                         background=background, batch_size=2)
+    on_host = matte_video(src, tmp_path / "host/", engine=_HostOnly(), temporal="ema",
+                          background=background, batch_size=2)
+    assert device.enqueued == 7  # every frame went through the device engine
+    assert any("all-GPU chain" in note for note in on_gpu.notes)
+    assert not any("GPU" in note for note in on_host.notes)
+    gpu, host = _pngs(tmp_path / "gpu"), _pngs(tmp_path / "host")
+    assert on_gpu.frames_out == len(gpu) == len(host) == 7
+    for got, expected in zip(gpu, host, strict=True):
+        assert got.shape == expected.shape == (48, 64, 4)
+        # the kernels quantize the resized frame like OpenCV's fixed-point resize: ≤ 1 level
+        assert np.abs(got.astype(int) - expected.astype(int)).max() <= 1
+
+
+def test_a_run_the_gpu_chain_cannot_do_says_why_and_runs_on_the_host(
+        emulated_gpu: None, tmp_path: Path) -> None:
+    from media import make_video
+
+    from streammatte.api import matte_video
+
+    src = tmp_path / "clip.mp4"
+    make_video(src, frames=5, size=(64, 48))
+    device = _DeviceMeanEngine()
+    report = matte_video(src, tmp_path / "out/", engine=device, temporal="none",
+                         background="blur")
+    assert device.enqueued == 0
+    assert report.frames_out == 5
+    assert any("host chain" in n and "blur background" in n for n in report.notes)
