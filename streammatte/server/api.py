@@ -386,8 +386,14 @@ async def delete_job(request: web.Request) -> web.Response:
     return web.json_response({"id": job.id, "deleted": True, "was": was})
 
 
+#: OpenAPI path items added by extensions (the live routes): the document lists what is served
+OPENAPI_PATHS_KEY = web.AppKey("streammatte.openapi_paths", dict)
+
+
 async def openapi(request: web.Request) -> web.Response:
-    return web.json_response(openapi_document())
+    document = openapi_document()
+    document["paths"].update(request.app.get(OPENAPI_PATHS_KEY, {}))
+    return web.json_response(document)
 
 
 # -- OpenAPI ----------------------------------------------------------------------------------

@@ -49,6 +49,7 @@ from ..compose import NAMED_COLOURS, Compositor, parse_background
 from ..errors import ConfigError, StreamMatteError
 from ..inference import Engine, engine_names, open_engine
 from ..temporal import TEMPORAL_FILTERS, make_temporal
+from .api import OPENAPI_PATHS_KEY
 
 log = logging.getLogger(__name__)
 
@@ -799,7 +800,68 @@ def install(app: web.Application, settings: object) -> LiveServer:
     app.router.add_get("/api/live/peers", server.peer_stats)
     app.router.add_post("/api/live/backgrounds", server.upload)
     app.on_shutdown.append(server.close)
+    paths = app.get(OPENAPI_PATHS_KEY)
+    if paths is None:
+        paths = app[OPENAPI_PATHS_KEY] = {}
+    paths.update(openapi_paths())
     return server
+
+
+def openapi_paths() -> dict[str, Any]:
+    """OpenAPI 3.0 path items of the live routes (merged into /api/openapi.json)."""
+    def json_body(schema: dict[str, Any]) -> dict[str, Any]:
+        return {"application/json": {"schema": schema}}
+
+    error = json_body({"$ref": "#/components/schemas/Error"})
+    settings = {"type": "object", "description": "what the page controls; each is optional",
+                "properties": {
+                    "engine": {"type": "string"},
+                    "background": {"type": "string", "description": "blur, a colour name, "
+                                   "#rrggbb, or upload:<id> from /api/live/backgrounds"},
+                    "temporal": {"type": "string", "enum": sorted(TEMPORAL_FILTERS)},
+                    "refine": {"type": "boolean"},
+                    "alpha": {"type": "boolean",
+                              "description": "colour and matte side by side (/obs?alpha=1)"}}}
+    return {
+        "/api/offer": {"post": {
+            "summary": "Start a live session: a WebRTC offer with a camera track in, the answer "
+                       "out; the matted video comes back on the same connection",
+            "requestBody": {"required": True, "content": json_body({
+                "type": "object", "required": ["sdp", "type"], "properties": {
+                    "sdp": {"type": "string"}, "type": {"type": "string", "enum": ["offer"]},
+                    "settings": settings}})},
+            "responses": {
+                "200": {"description": "the answer", "content": json_body({
+                    "type": "object", "properties": {
+                        "sdp": {"type": "string"},
+                        "type": {"type": "string", "enum": ["answer"]},
+                        "peer": {"type": "string"}}})},
+                "400": {"description": "malformed offer or setting", "content": error},
+                "401": {"description": "missing or wrong token", "content": error},
+                "503": {"description": "too many live sessions", "content": error}}}},
+        "/api/live/config": {"get": {
+            "summary": "Engines, temporal modes, colours, ICE servers and defaults for the page",
+            "responses": {"200": {"description": "the live page's configuration"},
+                          "401": {"description": "missing or wrong token", "content": error}}}},
+        "/api/live/peers": {"get": {
+            "summary": "Per-session statistics: fps, latency percentiles, drops, settings",
+            "responses": {"200": {"description": "peer id → statistics"},
+                          "401": {"description": "missing or wrong token", "content": error}}}},
+        "/api/live/backgrounds": {"post": {
+            "summary": "Upload a background image or video (raw body) for live sessions",
+            "requestBody": {"required": True, "content": {
+                "application/octet-stream": {"schema": {"type": "string",
+                                                        "format": "binary"}}}},
+            "responses": {
+                "200": {"description": "use its background value in settings",
+                        "content": json_body({"type": "object", "properties": {
+                            "id": {"type": "string"},
+                            "kind": {"type": "string", "enum": ["image", "video"]},
+                            "background": {"type": "string"}}})},
+                "400": {"description": "not an image or video", "content": error},
+                "401": {"description": "missing or wrong token", "content": error},
+                "413": {"description": "upload too large", "content": error}}}},
+    }
 
 
 __all__ = ["IceServer", "LiveConfig", "LiveServer", "LiveSettings", "LiveStats", "MatteTrack",
