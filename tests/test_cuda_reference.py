@@ -507,8 +507,8 @@ class _MeanEngine:
         return out
 
 
-def test_gpu_matter_chain_matches_the_cpu_chain(emulated: Emulated,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def emulated_gpu(emulated: Emulated, monkeypatch: pytest.MonkeyPatch) -> None:
     import streammatte.cuda.runtime as runtime
 
     class _Prepared:
@@ -522,6 +522,11 @@ def test_gpu_matter_chain_matches_the_cpu_chain(emulated: Emulated,
     monkeypatch.setattr(runtime, "import_pycuda", _fake_driver)
     monkeypatch.setattr(runtime, "compile_kernels",
                         lambda ctx: {n: _Prepared(n) for n in KERNEL_SIGNATURES})
+
+
+def test_gpu_matter_chain_matches_the_cpu_chain(emulated_gpu: None) -> None:
+    import streammatte.cuda.runtime as runtime
+
     engine = _MeanEngine()
     frames = _frames(5, 64, 48, seed=21)
     # the engine double has a fake context, not a CudaContext: structurally enough here
@@ -592,23 +597,6 @@ class _HostOnly(Engine):
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         return np.stack([_MeanEngine.cpu(sample) for sample in batch])
-
-
-@pytest.fixture
-def emulated_gpu(emulated: Emulated, monkeypatch: pytest.MonkeyPatch) -> None:
-    import streammatte.cuda.runtime as runtime
-
-    class _Prepared:
-        def __init__(self, name: str) -> None:
-            self.name = name
-
-        def prepared_async_call(self, grid: tuple[int, int, int], block: tuple[int, int, int],
-                                stream: object, *args: Any) -> None:
-            emulated(self.name, grid, block, *args)
-
-    monkeypatch.setattr(runtime, "import_pycuda", _fake_driver)
-    monkeypatch.setattr(runtime, "compile_kernels",
-                        lambda ctx: {n: _Prepared(n) for n in KERNEL_SIGNATURES})
 
 
 def _pngs(folder: Path) -> list[npt.NDArray[np.uint8]]:
