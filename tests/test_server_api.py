@@ -258,6 +258,84 @@ async def test_remove_with_a_colour_background_only_mask_and_jpeg(
     assert out.shape == (48, 64, 3) and out[~mask].mean() > 240  # white where it was dark
 
 
+def with_background(body: FormData, data: bytes, filename: str) -> FormData:
+    body.add_field("background_file", data, filename=filename,
+                   content_type="application/octet-stream")
+    return body
+
+
+def gradient_png(size: tuple[int, int] = (64, 48)) -> tuple[bytes, np.ndarray]:
+    """A left-to-right RGB gradient (BGR-encoded PNG), and its pixels as RGB."""
+    w, h = size
+    rgb = np.zeros((h, w, 3), np.uint8)
+    rgb[..., 0] = np.linspace(0, 255, w, dtype=np.uint8)[None, :]
+    rgb[..., 2] = 200
+    ok, data = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    assert ok
+    return data.tobytes(), rgb
+
+
+@pytest.mark.asyncio
+async def test_remove_composes_over_an_uploaded_background_picture(
+        make_client: MakeClient) -> None:
+    client = await make_client()
+    data, mask = square_png()
+    backdrop, backdrop_rgb = gradient_png()
+    response = await client.post("/api/remove", data=with_background(
+        form(data, "a.png"), backdrop, "beach.png"))
+    assert response.status == 200, await response.text()
+    out = decode(await response.read())
+    assert (out[..., 3] == 255).all()
+    rgb = cv2.cvtColor(out[..., :3], cv2.COLOR_BGR2RGB)
+    # where the matte is 0 the uploaded picture shows, pixel for pixel (same size: no resize)
+    np.testing.assert_array_equal(rgb[~mask], backdrop_rgb[~mask])
+    assert (rgb[mask] == 220).all()  # the subject is kept
+
+    # a background option and a background file at once: ambiguous
+    message = await error_of(await client.post("/api/remove", data=with_background(
+        form(data, "a.png", background="blur"), backdrop, "beach.png")), 400)
+    assert message == "send either 'background' or 'background_file', not both"
+    # not a picture
+    message = await error_of(await client.post("/api/remove", data=with_background(
+        form(data, "a.png"), b"%PDF-1.4 not a picture", "beach.png")), 415)
+    assert message.startswith("beach.png: ")
+
+
+@pytest.mark.asyncio
+async def test_video_job_composes_over_an_uploaded_background_clip(
+        make_client: MakeClient, video: Path, tmp_path: Path) -> None:
+    client = await make_client()
+    backdrop = tmp_path / "backdrop.mp4"
+    with av.open(str(backdrop), "w") as container:  # 5 flat frames, each its own colour
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for k in range(5):
+            flat = np.zeros((48, 64, 3), np.uint8)
+            flat[:] = (40 * k + 20, 200, 100)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(flat, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    response = await client.post("/api/jobs", data=with_background(form(
+        video.read_bytes(), "clip.mp4", format="h264", temporal="none"),
+        backdrop.read_bytes(), "waves.mp4"))
+    assert response.status == 202, await response.text()
+    job = await wait_for(client, (await response.json())["id"], ("done", "failed"))
+    assert job["state"] == "done", job["error"]
+    assert job["options"]["background"] == "uploaded file"  # no server path is shown
+    out = tmp_path / "out.mp4"
+    out.write_bytes(await (await client.get(job["result_url"] + "?inline=1")).read())
+    with av.open(str(out)) as container:
+        got = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    with av.open(str(backdrop)) as container:
+        want = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    assert len(got) == 12
+    # a dark corner of the clip (matte 0) shows the background clip, looped: frame 7 → 2
+    for i in (0, 3, 7):
+        diff = np.abs(got[i][:6, :6].astype(int) - want[i % 5][:6, :6].astype(int))
+        assert diff.mean() < 8, i
+
+
 @pytest.mark.parametrize(("fields", "message"), [
     ({"engine": "nope"}, r"unknown engine 'nope' \(choose from: brightness, failing, mog2\)"),
     ({"engine": "mog2"}, r"engine mog2 needs a video"),

@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 from browser import Chromium, require_chromium
 from media import make_video
@@ -16,6 +18,15 @@ from pytest_aiohttp.plugin import AiohttpServer
 from test_server_api import Engines, decode
 
 from streammatte.server import ServerSettings, create_app
+
+#: the RGBA of the result image's pixel (2, 2), read back through a canvas
+RESULT_CORNER_RGBA = """(async () => {
+    const img = document.getElementById('result-image');
+    const canvas = new OffscreenCanvas(img.naturalWidth, img.naturalHeight);
+    const context = canvas.getContext('2d');
+    context.drawImage(img, 0, 0);
+    return Array.from(context.getImageData(2, 2, 1, 1).data);
+})()"""
 
 
 @pytest.fixture
@@ -73,14 +84,19 @@ async def test_page_removes_the_background_of_a_picked_image(
         await page.click("#again")
         await page.wait_for("document.body.dataset.state === 'done' && "
                             "!document.getElementById('again').disabled", timeout_s=120)
-        corner = await page.evaluate("""(async () => {
-            const img = document.getElementById('result-image');
-            const canvas = new OffscreenCanvas(img.naturalWidth, img.naturalHeight);
-            const context = canvas.getContext('2d');
-            context.drawImage(img, 0, 0);
-            return Array.from(context.getImageData(2, 2, 1, 1).data);
-        })()""")
+        corner = await page.evaluate(RESULT_CORNER_RGBA)
         assert corner == [0, 177, 64, 255]
+
+        # and over a picture of the user's own, sent beside the image
+        picture = tmp_path / "backdrop.png"
+        assert cv2.imwrite(str(picture), np.full((120, 160, 3), (30, 40, 200), np.uint8))
+        await page.evaluate("document.getElementById('background').value = 'picture'")
+        await page.set_files("#background-file", [picture])
+        await page.click("#again")
+        await page.wait_for("document.body.dataset.state === 'done' && "
+                            "!document.getElementById('again').disabled", timeout_s=120)
+        corner = await page.evaluate(RESULT_CORNER_RGBA)
+        assert corner == [200, 40, 30, 255]  # the picture's colour (written as BGR)
         assert page.errors == []
 
 

@@ -22,6 +22,7 @@ import re
 import shutil
 import tempfile
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -99,27 +100,43 @@ def _choice(name: str, value: str, choices: tuple[str, ...] | list[str]) -> str:
 
 # -- uploads ----------------------------------------------------------------------------------
 
-async def _read_upload(request: web.Request, folder: Path) -> tuple[Path, str, dict[str, str]]:
-    """Stream the multipart ``file`` part to ``folder/upload`` (capped); return it, the client's
-    file name, and the other fields merged over the query string."""
+#: the multipart part that carries an optional background picture (or clip, for videos)
+BACKGROUND_PART = "background_file"
+
+
+@dataclass(frozen=True, slots=True)
+class Upload:
+    """What one multipart request carried: the file, an optional background file, options."""
+
+    path: Path
+    filename: str
+    options: dict[str, str]
+    background: tuple[Path, str] | None = None  # (server path, client's file name)
+
+
+async def _read_upload(request: web.Request, folder: Path) -> Upload:
+    """Stream the multipart ``file`` part (and ``background_file`` if sent) into ``folder``,
+    each capped at the upload limit; the other fields are merged over the query string."""
     settings = request.app[SETTINGS_KEY]
     cap = settings.max_upload_bytes
-    if request.content_length is not None and request.content_length > cap + _FORM_OVERHEAD:
+    if request.content_length is not None and \
+            request.content_length > 2 * cap + _FORM_OVERHEAD:
         raise _too_large(request.content_length, cap)
     if request.content_type != "multipart/form-data":
         raise api_error(web.HTTPBadRequest, "expected multipart/form-data with a 'file' field "
                         f"(got {request.content_type or 'no content type'})")
     options = {k: v for k, v in request.query.items() if k != "token"}
-    target = folder / "upload"
-    filename: str | None = None
+    files: dict[str, tuple[Path, str]] = {}
     reader = await request.multipart()
     while (part := await reader.next()) is not None:
         if not isinstance(part, BodyPartReader):
             raise api_error(web.HTTPBadRequest, "nested multipart bodies are not supported")
-        if part.name == "file":
-            if filename is not None:
-                raise api_error(web.HTTPBadRequest, "one file per request")
-            filename = part.filename or "upload"
+        if part.name in ("file", BACKGROUND_PART):
+            if part.name in files:
+                raise api_error(web.HTTPBadRequest, f"one {part.name!r} per request")
+            # server-made names: the client's file name is only ever shown back to it
+            target = folder / ("upload" if part.name == "file" else "background-upload")
+            files[part.name] = (target, Path(part.filename or "upload").name or "upload")
             written = 0
             with target.open("wb") as out:
                 while chunk := await part.read_chunk(_CHUNK):
@@ -134,10 +151,24 @@ async def _read_upload(request: web.Request, folder: Path) -> tuple[Path, str, d
                 if len(value) > _FIELD_LIMIT:
                     raise api_error(web.HTTPBadRequest, f"field {part.name!r} is too long")
             options[part.name] = value.decode("utf-8", "replace")
-    if filename is None:
+    if "file" not in files:
         raise api_error(web.HTTPBadRequest, "no file in the request: send multipart/form-data "
                         "with the file in a field named 'file'")
-    return target, Path(filename).name or "upload", options
+    path, filename = files["file"]
+    return Upload(path, filename, options, files.get(BACKGROUND_PART))
+
+
+async def _background_upload(request: web.Request, upload: Upload,
+                             kinds: tuple[str, ...]) -> Path | None:
+    """The probed background file, or None; refused next to a ``background`` option."""
+    if upload.background is None:
+        return None
+    if upload.options.get("background", "auto").strip().lower() != "auto":
+        raise api_error(web.HTTPBadRequest, f"send either 'background' or '{BACKGROUND_PART}', "
+                        "not both")
+    path, filename = upload.background
+    await _probe(request, path, filename, kinds)
+    return path
 
 
 def _too_large(size: int, cap: int, *, at_least: bool = False) -> web.HTTPException:
@@ -150,14 +181,20 @@ def _mb(n: int) -> str:
     return f"{n / 1e6:.1f} MB" if n >= 100_000 else f"{n} bytes"
 
 
-async def _probe(request: web.Request, path: Path, filename: str, kind: str) -> MediaInfo:
+async def _probe(request: web.Request, path: Path, filename: str,
+                 kind: str | tuple[str, ...]) -> MediaInfo:
     jobs = request.app[JOBS_KEY]
     try:
         info = await jobs.run_blocking(lambda: probe(path, filename))
     except ProbeError as exc:
         raise api_error(web.HTTPUnsupportedMediaType if exc.unsupported
                         else web.HTTPUnprocessableEntity, str(exc)) from exc
-    if info.kind != kind:
+    if isinstance(kind, tuple):  # a background file: image, or image or video
+        if info.kind not in kind:
+            raise api_error(web.HTTPUnsupportedMediaType,
+                            f"{filename}: a background must be {' or '.join(kind)}, this is "
+                            f"a {info.kind} ({info.format})")
+    elif info.kind != kind:
         where = "POST /api/remove" if info.kind == "image" else "POST /api/jobs"
         raise api_error(web.HTTPUnsupportedMediaType,
                         f"{filename}: this is {'an' if info.kind == 'image' else 'a'} "
@@ -266,12 +303,16 @@ async def remove_background(request: web.Request) -> web.Response:
     jobs, provider = request.app[JOBS_KEY], request.app[ENGINES_KEY]
     _, folder = jobs.new_dir(image=True)
     try:
-        path, filename, options = await _read_upload(request, folder)
+        upload = await _read_upload(request, folder)
+        path, filename = upload.path, upload.filename
         try:
-            config, fmt = _image_config(options, provider, settings)
+            config, fmt = _image_config(upload.options, provider, settings)
         except ConfigError as exc:
             raise _bad_option(exc) from exc
         await _probe(request, path, filename, "image")
+        background_file = await _background_upload(request, upload, ("image",))
+        if background_file is not None:
+            config = replace(config, background=str(background_file))
 
         def work() -> tuple[bytes, str]:
             with provider.acquire(config.engine) as engine:
@@ -322,12 +363,17 @@ async def create_job(request: web.Request) -> web.Response:
     jobs, provider = request.app[JOBS_KEY], request.app[ENGINES_KEY]
     job_id, folder = jobs.new_dir()
     try:
-        path, filename, options = await _read_upload(request, folder)
+        upload = await _read_upload(request, folder)
+        path, filename = upload.path, upload.filename
         try:
-            video_options = _video_options(options, provider, request.app[SETTINGS_KEY])
+            video_options = _video_options(upload.options, provider,
+                                           request.app[SETTINGS_KEY])
         except ConfigError as exc:
             raise _bad_option(exc) from exc
         media = await _probe(request, path, filename, "video")
+        background_file = await _background_upload(request, upload, ("image", "video"))
+        if background_file is not None:
+            video_options = replace(video_options, background_file=background_file)
         job = Job(id=job_id, dir=folder, input_path=path, filename=filename,
                   options=video_options, media=media)
         try:
@@ -419,7 +465,12 @@ def openapi_document() -> dict[str, Any]:
     refine = {"type": "boolean", "default": False,
               "description": "guided-filter upsampling: the matte's edges follow the picture"}
     background = {"type": "string", "default": "auto",
-                  "description": "auto, transparent, blur, a colour name or #rrggbb"}
+                  "description": "auto, transparent, blur, a colour name or #rrggbb "
+                  "(or send a background_file instead)"}
+
+    def background_file(what: str) -> dict[str, Any]:
+        return {"type": "string", "format": "binary",
+                "description": f"optional: {what} to compose over (fitted to cover the frame)"}
     job_id = [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}]
     job_ref = {"application/json": {"schema": {"$ref": "#/components/schemas/Job"}}}
     return {
@@ -460,6 +511,7 @@ def openapi_document() -> dict[str, Any]:
                 "summary": "Remove the background of an image",
                 "requestBody": form({
                     "engine": engine, "background": background,
+                    BACKGROUND_PART: background_file("a picture"),
                     "only_mask": {"type": "boolean", "default": False,
                                   "description": "return the matte alone (greyscale)"},
                     "format": {"type": "string", "enum": list(IMAGE_FORMATS),
@@ -474,6 +526,7 @@ def openapi_document() -> dict[str, Any]:
                     "summary": "Start a video job",
                     "requestBody": form({
                         "engine": engine, "background": background,
+                        BACKGROUND_PART: background_file("a picture or a clip (looped)"),
                         "format": {"type": "string", "enum": list(VIDEO_FORMATS),
                                    "default": "vp9"},
                         "temporal": {"type": "string", "enum": temporal_modes(),

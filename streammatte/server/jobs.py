@@ -159,13 +159,16 @@ class VideoOptions:
     temporal: str = DEFAULT_FILE_MODE
     #: guided-filter upsampling of the matte (edges follow the frame)
     refine: bool = False
+    #: an uploaded background picture or clip (server-side path, never shown to clients)
+    background_file: Path | None = None
 
     @property
     def extension(self) -> str:
         return FORMATS[self.output_format].extension
 
     def as_json(self) -> dict[str, str]:
-        return {"engine": self.engine, "background": self.background,
+        return {"engine": self.engine,
+                "background": "uploaded file" if self.background_file else self.background,
                 "format": self.output_format, "temporal": self.temporal,
                 "refine": "true" if self.refine else "false"}
 
@@ -423,7 +426,9 @@ class JobManager:
                                f"{settings.max_video_duration_s:g} s")
 
         options = job.options
-        config = MatteConfig(engine=options.engine, background=options.background,
+        background = (str(options.background_file) if options.background_file is not None
+                      else options.background)
+        config = MatteConfig(engine=options.engine, background=background,
                              output_format=options.output_format, temporal=options.temporal,
                              upsample="guided" if options.refine else "bilinear",
                              models_dir=settings.models_dir, device=settings.device)

@@ -85,7 +85,9 @@ function background() {
 function options() {
   const form = new FormData();
   form.append("engine", $("engine").value);
-  form.append("background", background());
+  const picture = $("background").value === "picture" ? $("background-file").files[0] : null;
+  if (picture) form.append("background_file", picture, picture.name);
+  else form.append("background", $("background").value === "picture" ? "auto" : background());
   form.append("refine", $("refine").checked ? "true" : "false");
   if (state.kind === "image") {
     form.append("format", $("image-format").value);
@@ -344,6 +346,10 @@ function wire() {
   window.addEventListener("drop", (event) => event.preventDefault());
   $("background").addEventListener("change", () => {
     $("custom-colour").hidden = $("background").value !== "custom";
+    $("background-file").hidden = $("background").value !== "picture";
+    if ($("background").value === "picture" && !$("background-file").files.length) {
+      $("background-file").click();
+    }
   });
   $("again").addEventListener("click", process);
   $("cancel").addEventListener("click", cancelJob);
