@@ -7,6 +7,7 @@ exact; one test runs the real u2netp against rembg's golden matte.
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import re
@@ -14,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+import zipfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -166,7 +168,7 @@ async def test_info_reports_limits_and_formats(make_client: MakeClient) -> None:
     assert info["limits"]["max_upload_bytes"] == 12345
     assert info["limits"]["max_video_duration_s"] == 7
     assert [f["name"] for f in info["video_formats"]] == [
-        "vp9", "h264", "hevc", "prores4444", "matte"]
+        "vp9", "h264", "hevc", "prores4444", "png", "matte"]
     assert info["image_formats"] == ["png", "webp", "jpeg"]
 
 
@@ -504,6 +506,30 @@ async def test_video_job_with_a_colour_background_to_h264(make_client: MakeClien
 
 
 @pytest.mark.asyncio
+async def test_video_job_to_a_png_sequence_serves_one_zip(make_client: MakeClient,
+                                                          video: Path) -> None:
+    client = await make_client()
+    response = await client.post("/api/jobs", data=form(video.read_bytes(), "clip.mp4",
+                                                         format="png", temporal="none"))
+    job = await wait_for(client, (await response.json())["id"], ("done", "failed"))
+    assert job["state"] == "done", job["error"]
+    response = await client.get(job["result_url"])
+    assert response.status == 200
+    assert response.content_type == "application/zip"
+    assert 'filename="clip-nobg.zip"' in response.headers["Content-Disposition"]
+    with zipfile.ZipFile(io.BytesIO(await response.read())) as bundle:
+        names = bundle.namelist()
+        first = decode(bundle.read(names[0]))
+    assert len(names) == 12 and names == sorted(names)
+    assert all(n.endswith(".png") for n in names)
+    assert first.shape == (48, 64, 4) and (first[..., 3] == 0).any()  # real alpha
+    # the folder the frames were written to is gone: only the zip is kept
+    folder = client.app[JOBS_KEY].get(job["id"]).dir
+    assert sorted(p.name for p in folder.iterdir() if p.name.startswith("result")) == [
+        "result.zip"]
+
+
+@pytest.mark.asyncio
 async def test_job_status_and_result_errors(make_client: MakeClient, video: Path) -> None:
     client = await make_client(engines=Engines(delay_s=0.3))
     message = await error_of(await client.get("/api/jobs/0123"), 404)
@@ -519,7 +545,7 @@ async def test_job_status_and_result_errors(make_client: MakeClient, video: Path
 
 @pytest.mark.parametrize(("fields", "message"), [
     ({"engine": "nope"}, r"^unknown engine 'nope' \(choose from: brightness, failing, mog2\)$"),
-    ({"format": "png"}, r"^unknown format 'png' \(choose from: vp9, h264, hevc, prores4444, "),
+    ({"format": "gif"}, r"^unknown format 'gif' \(choose from: vp9, h264, hevc, prores4444, "),
     ({"format": "h264", "background": "transparent"}, r"^format h264 has no alpha channel"),
     ({"temporal": "wobble"}, r"^unknown temporal 'wobble' \(choose from: "),
     ({"background": "~/secret.png"}, r"^background '~/secret.png': expected"),

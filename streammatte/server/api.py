@@ -49,8 +49,8 @@ IMAGE_FORMATS: dict[str, tuple[str, str]] = {
     "png": (".png", "image/png"), "webp": (".webp", "image/webp"),
     "jpeg": (".jpg", "image/jpeg"),
 }
-#: video formats a job may produce (the PNG sequence is a folder: not offered over HTTP)
-VIDEO_FORMATS: tuple[str, ...] = ("vp9", "h264", "hevc", "prores4444", "matte")
+#: video formats a job may produce (the PNG sequence is served as one zip)
+VIDEO_FORMATS: tuple[str, ...] = ("vp9", "h264", "hevc", "prores4444", "png", "matte")
 IMAGE_OPTIONS = ("engine", "background", "only_mask", "format", "refine")
 VIDEO_OPTIONS = ("engine", "background", "format", "temporal", "refine")
 
@@ -248,8 +248,10 @@ async def info(request: web.Request) -> web.Response:
             "job_expiry_s": settings.job_expiry_s,
         },
         "image_formats": list(IMAGE_FORMATS),
-        "video_formats": [{"name": n, "description": FORMATS[n].description,
-                           "extension": FORMATS[n].extension, "alpha": FORMATS[n].alpha}
+        "video_formats": [{"name": n, "description": FORMATS[n].description
+                           + (", as one zip" if FORMATS[n].codec is None else ""),
+                           "extension": FORMATS[n].extension or ".zip",
+                           "alpha": FORMATS[n].alpha}
                           for n in VIDEO_FORMATS],
         "temporal": temporal_modes(),
         "default_temporal": DEFAULT_FILE_MODE,

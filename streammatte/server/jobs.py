@@ -20,6 +20,7 @@ import secrets
 import shutil
 import threading
 import time
+import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -164,7 +165,8 @@ class VideoOptions:
 
     @property
     def extension(self) -> str:
-        return FORMATS[self.output_format].extension
+        """What the result is served as: the PNG sequence (a folder) travels as one zip."""
+        return FORMATS[self.output_format].extension or ".zip"
 
     def as_json(self) -> dict[str, str]:
         return {"engine": self.engine,
@@ -173,7 +175,8 @@ class VideoOptions:
                 "refine": "true" if self.refine else "false"}
 
 
-MEDIA_TYPES = {".mp4": "video/mp4", ".mov": "video/quicktime", ".webm": "video/webm"}
+MEDIA_TYPES = {".mp4": "video/mp4", ".mov": "video/quicktime", ".webm": "video/webm",
+               ".zip": "application/zip"}
 
 
 class _Cancelled(Exception):
@@ -433,11 +436,15 @@ class JobManager:
                              upsample="guided" if options.refine else "bilinear",
                              models_dir=settings.models_dir, device=settings.device)
         output = job.dir / f"result{options.extension}"
+        frames_dir = job.dir / "result-frames" if FORMATS[options.output_format].codec is None \
+            else None
         with self.engines.acquire(options.engine) as engine:
             if job.cancel_event.is_set():
                 raise _Cancelled
-            report = matte_video(job.input_path, output, config, engine=engine,
+            report = matte_video(job.input_path, frames_dir or output, config, engine=engine,
                                  on_progress=on_progress)
+        if frames_dir is not None:
+            _zip_folder(frames_dir, output)
         job.frames_done = report.frames_out
         job.fps = report.fps
         prefix = f"{job.input_path.name}:"
@@ -446,3 +453,17 @@ class JobManager:
         job.result_path = output
         if job.cancel_event.is_set():
             raise _Cancelled
+
+
+def _zip_folder(folder: Path, archive: Path) -> None:
+    """``folder``'s files into ``archive`` (stored: PNGs are compressed already), written to a
+    temporary name and renamed; the folder is removed."""
+    partial = archive.with_name(archive.name + ".part")
+    try:
+        with zipfile.ZipFile(partial, "w", zipfile.ZIP_STORED) as bundle:
+            for path in sorted(folder.iterdir()):
+                bundle.write(path, path.name)
+        partial.replace(archive)
+    finally:
+        partial.unlink(missing_ok=True)
+        shutil.rmtree(folder, ignore_errors=True)

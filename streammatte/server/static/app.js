@@ -285,14 +285,18 @@ function showJob(job) {
 }
 
 function showVideoResult(job) {
+  const frames = job.options.format === "png";  // a zip of PNG frames: nothing to play
   const video = $("result-video");
-  video.src = withToken(job.result_url + "?inline=1");
-  video.hidden = false;
-  video.play().catch(() => undefined);
+  video.hidden = frames;
+  if (!frames) {
+    video.src = withToken(job.result_url + "?inline=1");
+    video.play().catch(() => undefined);
+  }
   const download = $("download");
   download.href = withToken(job.result_url);
   download.removeAttribute("download");  // the server names the file (Content-Disposition)
-  download.textContent = "Download " + job.options.format.toUpperCase();
+  download.textContent = frames ? "Download PNG frames (zip)"
+    : "Download " + job.options.format.toUpperCase();
   download.hidden = false;
   const notes = job.notes && job.notes.length ? " · " + job.notes.join("; ") : "";
   $("result-info").textContent = job.frames_done + " frames · " + formatSeconds(job.elapsed_s) +
