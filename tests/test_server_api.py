@@ -524,8 +524,9 @@ async def test_video_job_to_a_png_sequence_serves_one_zip(make_client: MakeClien
     assert all(n.endswith(".png") for n in names)
     assert first.shape == (48, 64, 4) and (first[..., 3] == 0).any()  # real alpha
     # the folder the frames were written to is gone: only the zip is kept
-    folder = client.app[JOBS_KEY].get(job["id"]).dir
-    assert sorted(p.name for p in folder.iterdir() if p.name.startswith("result")) == [
+    kept = client.app[JOBS_KEY].get(job["id"])
+    assert kept is not None
+    assert sorted(p.name for p in kept.dir.iterdir() if p.name.startswith("result")) == [
         "result.zip"]
 
 
