@@ -126,3 +126,88 @@ def test_auto_backend_says_what_it_chose(tmp_path: Path, u2netp_path: Path) -> N
                   "--backend", "auto", "--model-file", str(u2netp_path))
     assert result.returncode == 0, result.stderr
     assert "u2netp on cpu" in result.stderr  # no GPU here: the report names the CPU
+
+
+# -- batches: several inputs or folders, one output folder ------------------------------------
+
+def test_video_batch_writes_one_result_per_input_and_reuses_the_engine(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import streammatte.commands.video as video_command
+
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    make_video(clips / "a.mp4", frames=6, size=(64, 48))
+    make_video(clips / "b.mov", frames=9, size=(64, 48))
+    (clips / "notes.txt").write_text("not a clip")  # folders are filtered by suffix
+    single = tmp_path / "c.avi"
+    make_video(single, frames=4, size=(64, 48), codec="mpeg4")
+    from streammatte.api import open_configured_engine as real_open
+
+    opened = []
+
+    def counting_open(*args: object, **kwargs: object) -> object:
+        engine = real_open(*args, **kwargs)  # type: ignore[arg-type]
+        opened.append(engine)
+        return engine
+
+    monkeypatch.setattr(video_command, "open_configured_engine", counting_open)
+    out = tmp_path / "out"
+    assert main(["video", str(clips), str(single), "-o", str(out), "-e", "mog2",
+                 "-b", "blue"]) == 0
+    assert len(opened) == 1  # one engine for the whole batch
+    assert sorted(p.name for p in out.iterdir()) == ["a.mp4", "b.mp4", "c.mp4"]
+    for name, frames in (("a.mp4", 6), ("b.mp4", 9), ("c.mp4", 4)):
+        with av.open(str(out / name)) as container:
+            assert container.streams.video[0].frames == frames
+    err = capsys.readouterr().err
+    assert "[1/3]" in err and "[3/3]" in err and "3 of 3 done" in err
+
+
+def test_a_failing_file_is_reported_and_the_batch_goes_on(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    good = tmp_path / "good.mp4"
+    make_video(good, frames=4, size=(64, 48))
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"this is not a video")
+    out = tmp_path / "out"
+    # without a background the batch writes VP9 WebM with alpha
+    assert main(["video", str(bad), str(good), "-o", str(out), "-e", "mog2"]) == 2
+    assert sorted(p.name for p in out.iterdir()) == ["good.webm"]
+    err = capsys.readouterr().err
+    assert "1 of 2 done; failed:" in err
+    assert f"{bad}: " in err.splitlines()[-1]
+
+
+@pytest.mark.parametrize(("inputs", "message"), [
+    (["x/clip.mp4", "y/clip.mov"], "would both write"),
+    (["empty"], "no video files in this folder"),
+    (["clip.mp4", "missing.mp4"], "missing.mp4: no such file or folder"),
+])
+def test_batch_refuses_before_running(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                      inputs: list[str], message: str) -> None:
+    for name in ("x/clip.mp4", "y/clip.mov", "clip.mp4"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        make_video(tmp_path / name, frames=3, size=(32, 32))
+    (tmp_path / "empty").mkdir()
+    out = tmp_path / "out"
+    assert main(["video", *(str(tmp_path / i) for i in inputs), "-o", str(out),
+                 "-e", "mog2"]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()  # nothing ran
+
+
+def test_image_batch_over_a_folder(tmp_path: Path, shared_data: Path, u2netp_path: Path) -> None:
+    pictures = tmp_path / "pictures"
+    pictures.mkdir()
+    golden = shared_data / "rembg-golden" / "anime-girl-1.jpg"
+    (pictures / "one.jpg").write_bytes(golden.read_bytes())
+    (pictures / "two.jpg").write_bytes(golden.read_bytes())
+    out = tmp_path / "out"
+    result = _run("image", str(pictures), "-o", str(out), "--models-dir",
+                  str(u2netp_path.parent))
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["one.png", "two.png"]
+    for name in ("one.png", "two.png"):
+        rgba = imread(out / name)
+        assert rgba.shape == (601, 850, 4) and (rgba[..., 3] == 0).mean() > 0.5

@@ -1,4 +1,5 @@
-"""``streammatte image IN -o OUT``: matte a still image (PNG keeps the alpha)."""
+"""``streammatte image IN -o OUT``: matte a still image (PNG keeps the alpha); several
+inputs or folders (``IN… -o FOLDER``) make a batch, as ``rembg p`` does."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..api import matte_image
+from ..api import matte_image, open_configured_engine
 from ..progress import DownloadProgress
+from .batch import IMAGE_SUFFIXES, expand_inputs, is_batch, plan_outputs, run_batch
 from .common import (
     SubParsers,
     add_engine_options,
@@ -20,9 +22,12 @@ from .common import (
 def add_parser(subparsers: SubParsers) -> None:
     parser = subparsers.add_parser("image", help="remove or replace the background of an image",
                                    description=__doc__)
-    parser.add_argument("input", type=Path, help="image file (JPEG, PNG, WebP, …)")
+    parser.add_argument("input", type=Path, nargs="+",
+                        help="image file (JPEG, PNG, WebP, …); several files or folders make a "
+                        "batch")
     parser.add_argument("-o", "--output", type=Path, required=True,
-                        help="output image (.png keeps transparency; .jpg needs --background)")
+                        help="output image (.png keeps transparency; .jpg needs --background); "
+                        "for a batch, the folder that receives one PNG per input")
     add_engine_options(parser)
     add_output_options(parser, video=False)
     parser.set_defaults(func=run)
@@ -30,9 +35,20 @@ def add_parser(subparsers: SubParsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     config = config_from(args)
-    matte_image(args.input, args.output, config,
-                on_download=DownloadProgress(enabled=None if not args.quiet else False),
-                auth_tokens=hf_auth_tokens())
-    if not args.quiet:
-        print(f"wrote {args.output}", file=sys.stderr)
-    return 0
+    on_download = DownloadProgress(enabled=None if not args.quiet else False)
+    if not is_batch(args.input):
+        matte_image(args.input[0], args.output, config, on_download=on_download,
+                    auth_tokens=hf_auth_tokens())
+        if not args.quiet:
+            print(f"wrote {args.output}", file=sys.stderr)
+        return 0
+    pairs = plan_outputs(expand_inputs(args.input, IMAGE_SUFFIXES, "image"), args.output, ".png")
+    engine = open_configured_engine(config, on_download, hf_auth_tokens())
+    try:
+        def one(src: Path, dst: Path) -> str:
+            matte_image(src, dst, config, engine=engine)
+            return f"wrote {dst}"
+
+        return run_batch(pairs, one, quiet=args.quiet)
+    finally:
+        engine.close()

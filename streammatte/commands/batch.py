@@ -1,0 +1,89 @@
+"""Many inputs, one output folder: ``streammatte video a.mp4 b.mov clips/ -o out/``.
+
+What ``rembg p`` does for folders of images, for clips too: the engine is opened once and
+reused, each input gets its own output named after it, a file that fails is reported and the
+batch goes on, and the exit status says whether every file made it. Ctrl-C stops the batch;
+files finished before it are kept (each one was written to a temporary name and renamed).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from ..errors import ConfigError, StreamMatteError
+
+VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg",
+                            ".ts", ".mts", ".wmv", ".flv"})
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"})
+
+
+def is_batch(inputs: Sequence[Path]) -> bool:
+    """Several inputs, or one folder: the output is a folder of results."""
+    return len(inputs) > 1 or inputs[0].is_dir()
+
+
+def expand_inputs(inputs: Sequence[Path], suffixes: frozenset[str], what: str) -> list[Path]:
+    """Files as given, folders replaced by the ``suffixes`` files directly inside them
+    (sorted); an empty folder or a missing path is an error that names it."""
+    files: list[Path] = []
+    for path in inputs:
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir()
+                           if p.is_file() and p.suffix.lower() in suffixes)
+            if not found:
+                raise ConfigError(f"{path}: no {what} files in this folder (looked for "
+                                  f"{', '.join(sorted(suffixes))})")
+            files += found
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise ConfigError(f"{path}: no such file or folder")
+    return files
+
+
+def plan_outputs(files: Sequence[Path], out_dir: Path, suffix: str) -> list[tuple[Path, Path]]:
+    """(input, output) pairs, ``out_dir/<input stem><suffix>``; two inputs that would write the
+    same output are refused before anything runs."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"{out_dir}: several inputs need an output folder, and this is a file")
+    seen: dict[Path, Path] = {}
+    pairs = []
+    for src in files:
+        dst = out_dir / f"{src.stem}{suffix}"
+        if dst in seen:
+            raise ConfigError(f"{seen[dst]} and {src} would both write {dst}: rename one, or "
+                              "run them separately")
+        seen[dst] = src
+        pairs.append((src, dst))
+    return pairs
+
+
+def run_batch(pairs: Sequence[tuple[Path, Path]], one: Callable[[Path, Path], str], *,
+              quiet: bool) -> int:
+    """Run ``one(input, output)`` (returns a line to show) for every pair; 0 if all succeeded,
+    2 if any failed (each failure is printed as it happens and listed at the end)."""
+    if pairs:
+        pairs[0][1].parent.mkdir(parents=True, exist_ok=True)
+    failed: list[tuple[Path, str]] = []
+    for n, (src, dst) in enumerate(pairs, 1):
+        if not quiet:
+            print(f"[{n}/{len(pairs)}] {src}", file=sys.stderr)
+        try:
+            line = one(src, dst)
+        except StreamMatteError as exc:
+            failed.append((src, str(exc)))
+            print(f"streammatte: error: {exc}", file=sys.stderr)
+            continue
+        if not quiet:
+            print(f"  {line}", file=sys.stderr)
+    done = len(pairs) - len(failed)
+    if failed:
+        print(f"streammatte: {done} of {len(pairs)} done; failed:", file=sys.stderr)
+        for src, message in failed:
+            print(f"  {src}: {message}", file=sys.stderr)
+        return 2
+    if not quiet:
+        print(f"{done} of {len(pairs)} done", file=sys.stderr)
+    return 0
