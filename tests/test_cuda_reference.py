@@ -495,6 +495,7 @@ class _MeanEngine:
         return (batch, 1, 12, 16)
 
     def enqueue(self, input_ptr: int, output_ptr: int, batch: int) -> None:
+        assert 1 <= batch <= self.max_batch, f"batch {batch} outside the profile"
         count = batch * 3 * 12 * 16
         x = np.empty(count, np.float32)
         ctypes.memmove(x.ctypes.data, int(input_ptr), x.nbytes)
@@ -549,6 +550,23 @@ def test_gpu_matter_chain_matches_the_cpu_chain(emulated_gpu: None) -> None:
         expected = compositor(frame, alpha)
         assert got.shape == expected.shape == (48, 64, 3)
         assert np.abs(got.astype(int) - expected.astype(int)).max() <= 1
+
+
+def test_host_staging_runs_a_host_batch_through_the_device_engine(emulated_gpu: None) -> None:
+    # Engine.infer of the TensorRT and ONNX Runtime CUDA engines: pinned arrays, device
+    # buffers, enqueue, and batches larger than the profile split
+    import streammatte.cuda.runtime as runtime
+
+    engine = _MeanEngine()
+    staging = runtime.HostStaging(engine)  # type: ignore[arg-type]
+    rng = np.random.default_rng(5)
+    for n in (1, 2, 5):  # 5 > max_batch 2: split into 2 + 2 + 1
+        batch = rng.random((n, 3, 12, 16), dtype=np.float32)
+        got = np.array(staging.infer(batch))
+        expected = np.stack([_MeanEngine.cpu(sample) for sample in batch])
+        assert got.shape == (n, 1, 12, 16)
+        np.testing.assert_allclose(got, expected, rtol=1e-6)
+    staging.close()
 
 
 # --- matte_video through the all-GPU chain (fake driver, emulated kernels) -------------------

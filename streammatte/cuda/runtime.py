@@ -144,6 +144,61 @@ class DeviceEngine(Protocol):
     def enqueue(self, input_ptr: int, output_ptr: int, batch: int) -> None: ...
 
 
+class HostStaging:
+    """``Engine.infer`` for a device-buffer engine: a host batch goes through page-locked
+    staging arrays and device buffers (allocated once per batch size, grown when needed) to
+    ``engine.enqueue`` and back, on the engine's stream. Batches larger than the engine's
+    profile are split. TensorRT and ONNX Runtime CUDA engines share it."""
+
+    def __init__(self, engine: DeviceEngine) -> None:
+        self._cuda = import_pycuda()
+        self.engine = engine
+        self._pinned: dict[tuple[str, tuple[int, ...]], Any] = {}
+        self._device: dict[str, tuple[int, Any]] = {}
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        engine = self.engine
+        if batch.shape[0] > engine.max_batch:
+            parts = [np.array(self.infer(batch[i:i + engine.max_batch]))
+                     for i in range(0, batch.shape[0], engine.max_batch)]
+            return np.concatenate(parts)
+        n = batch.shape[0]
+        with engine.context.active():
+            host_in = self._pinned_array("in", engine.input_shape(n), engine.input_dtype)
+            host_out = self._pinned_array("out", engine.output_shape(n), engine.output_dtype)
+            np.copyto(host_in, batch, casting="same_kind")
+            d_in = self._buffer("in", host_in.nbytes)
+            d_out = self._buffer("out", host_out.nbytes)
+            self._cuda.memcpy_htod_async(d_in, host_in, engine.stream)
+            engine.enqueue(d_in, d_out, n)
+            self._cuda.memcpy_dtoh_async(host_out, d_out, engine.stream)
+            engine.stream.synchronize()
+        result: np.ndarray = host_out
+        return result
+
+    def _pinned_array(self, role: str, shape: tuple[int, ...], dtype: str) -> Any:
+        key = (role, shape)
+        if key not in self._pinned:
+            self._pinned[key] = self._cuda.pagelocked_empty(shape, np.dtype(dtype))
+        return self._pinned[key]
+
+    def _buffer(self, role: str, nbytes: int) -> int:
+        held = self._device.get(role)
+        if held is None or held[0] < nbytes:
+            if held is not None:
+                held[1].free()
+            self._device[role] = (nbytes, alloc_device(self.engine.context, nbytes,
+                                                       f"{self.engine.name} {role}put"))
+        return int(self._device[role][1])
+
+    def close(self) -> None:
+        """Free the device buffers (the caller makes the engine's context current)."""
+        for _, allocation in self._device.values():
+            allocation.free()
+        self._device.clear()
+        self._pinned.clear()
+
+
 _KERNEL_CACHE: dict[tuple[int, tuple[int, int]], Any] = {}
 
 

@@ -58,11 +58,9 @@ class OrtCudaEngine(Engine):
             raise EngineUnavailableError(
                 f"this onnxruntime has no CUDA provider (available: {', '.join(available)}): "
                 f"{INSTALL_HINT}")
-        from ..cuda.runtime import CudaContext, alloc_device, import_pycuda, parse_device
+        from ..cuda.runtime import CudaContext, HostStaging, import_pycuda, parse_device
 
         cuda = import_pycuda()
-        self._cuda = cuda
-        self._alloc = alloc_device
         self.name = spec.name
         self.spec = spec
         self.input_spec = spec.input
@@ -109,8 +107,7 @@ class OrtCudaEngine(Engine):
         self._run_options = ort.RunOptions()
         # enqueue only: the pipeline orders work on the stream with events
         self._run_options.add_run_config_entry("disable_synchronize_execution_providers", "1")
-        self._scratch: dict[str, tuple[int, Any]] = {}
-        self._pinned: dict[tuple[str, tuple[int, ...]], Any] = {}
+        self._staging = HostStaging(self)
 
     @property
     def inputs(self) -> Mapping[str, TensorSpec]:
@@ -154,45 +151,13 @@ class OrtCudaEngine(Engine):
         self._session.run_with_iobinding(binding, self._run_options)
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
-        if batch.shape[0] > self.max_batch:
-            parts = [np.array(self.infer(batch[i:i + self.max_batch]))
-                     for i in range(0, batch.shape[0], self.max_batch)]
-            return np.concatenate(parts)
-        n = batch.shape[0]
-        cuda = self._cuda
-        with self.context.active():
-            host_in = self._pinned_array("in", self.input_shape(n), self.input_dtype)
-            host_out = self._pinned_array("out", self.output_shape(n), self.output_dtype)
-            np.copyto(host_in, batch, casting="same_kind")
-            d_in = self._device("in", host_in.nbytes)
-            d_out = self._device("out", host_out.nbytes)
-            cuda.memcpy_htod_async(d_in, host_in, self.stream)
-            self.enqueue(d_in, d_out, n)
-            cuda.memcpy_dtoh_async(host_out, d_out, self.stream)
-            self.stream.synchronize()
-        result: np.ndarray = host_out
-        return result
-
-    def _pinned_array(self, role: str, shape: tuple[int, ...], dtype: str) -> Any:
-        key = (role, shape)
-        if key not in self._pinned:
-            self._pinned[key] = self._cuda.pagelocked_empty(shape, np.dtype(dtype))
-        return self._pinned[key]
-
-    def _device(self, role: str, nbytes: int) -> int:
-        held = self._scratch.get(role)
-        if held is None or held[0] < nbytes:
-            self._scratch[role] = (nbytes, self._alloc(self.context, nbytes, f"{role}put"))
-        return int(self._scratch[role][1])
+        return self._staging.infer(batch)
 
     def close(self) -> None:
         if getattr(self, "_session", None) is None:
             return
         self._session = None
         with self.context.active():
-            for _, allocation in self._scratch.values():
-                allocation.free()
-        self._scratch.clear()
-        self._pinned.clear()
+            self._staging.close()
         if self._own_context:
             self.context.close()

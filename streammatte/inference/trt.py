@@ -378,10 +378,9 @@ class TrtEngine(Engine):
             raise ConfigError(f"precision should be one of {', '.join(PRECISIONS)}, "
                               f"got {precision!r}")
         trt = import_tensorrt()
-        from ..cuda.runtime import CudaContext, import_pycuda, parse_device
+        from ..cuda.runtime import CudaContext, HostStaging, import_pycuda, parse_device
 
         cuda = import_pycuda()
-        self._cuda = cuda
         self.name = spec.name
         self.spec = spec
         self.input_spec = spec.input
@@ -436,8 +435,8 @@ class TrtEngine(Engine):
         self._output_name = self._output_names[spec.output.index]
         self.profile = self.key.profiles[0]
         self.max_batch = self.profile.max_batch
-        self._host: dict[tuple[str, int], Any] = {}
-        self._device: dict[str, tuple[int, Any]] = {}
+        self._device: dict[str, tuple[int, Any]] = {}  # outputs we do not read
+        self._staging = HostStaging(self)
         for _ in range(warmup):
             self.infer(np.zeros((1, *self.profile.opt[1:]), self.input_dtype))
 
@@ -507,38 +506,11 @@ class TrtEngine(Engine):
     def infer(self, batch: np.ndarray) -> np.ndarray:
         if self._exec is None:
             raise RuntimeError(f"engine {self.name} is closed")
-        if batch.shape[0] > self.max_batch:
-            parts = [np.array(self.infer(batch[i:i + self.max_batch]))
-                     for i in range(0, batch.shape[0], self.max_batch)]
-            return np.concatenate(parts)
-        n = batch.shape[0]
-        want = self.input_shape(n)
-        if tuple(batch.shape) != want:
+        want = self.input_shape(min(batch.shape[0], self.max_batch))
+        if tuple(batch.shape[1:]) != want[1:]:
             raise ValueError(f"unexpected input shape {tuple(batch.shape)} != {want} for "
                              f"{self.name}")
-        cuda = self._cuda
-        with self.context.active():
-            out_shape = self.output_shape(n)
-            host_in = self._pinned("in", want, self.input_dtype)
-            host_out = self._pinned("out", out_shape, self.output_dtype)
-            np.copyto(host_in, batch, casting="same_kind")
-            d_in = self._scratch("__input", host_in.nbytes)
-            d_out = self._scratch("__output", host_out.nbytes)
-            cuda.memcpy_htod_async(d_in, host_in, self.stream)
-            self.enqueue(d_in, d_out, n)
-            cuda.memcpy_dtoh_async(host_out, d_out, self.stream)
-            self.stream.synchronize()
-        result: np.ndarray = host_out
-        return result
-
-    def _pinned(self, role: str, shape: tuple[int, ...], dtype: str) -> Any:
-        """Page-locked staging arrays, one per role and batch size, allocated once."""
-        key = (role, shape[0])
-        held = self._host.get(key)
-        if held is None or tuple(held.shape) != shape:
-            held = self._cuda.pagelocked_empty(shape, np.dtype(dtype))
-            self._host[key] = held
-        return held
+        return self._staging.infer(batch)
 
     def close(self) -> None:
         if getattr(self, "_exec", None) is None:
@@ -549,6 +521,6 @@ class TrtEngine(Engine):
             for _, allocation in self._device.values():
                 allocation.free()
             self._device.clear()
-            self._host.clear()
+            self._staging.close()
         if self._own_context:
             self.context.close()
