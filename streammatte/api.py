@@ -228,11 +228,11 @@ def matte_video(
         try:
             with FileSink(dst, fmt, frame_rate=source.frame_rate, overwrite=config.overwrite,
                           audio_from=src if source.audio_streams else None) as sink:
-                blocker = (gpu_chain_blocker(engine, temporal=config.temporal,
-                                             background=background, upsample=config.upsample,
-                                             rembg_compat=config.rembg_compat)
-                           if runs_on_device_buffers(engine) else "")
-                if blocker is None:
+                on_gpu = runs_on_device_buffers(engine)
+                blocker = gpu_chain_blocker(engine, temporal=config.temporal,
+                                            background=background, upsample=config.upsample,
+                                            rembg_compat=config.rembg_compat) if on_gpu else None
+                if on_gpu and blocker is None:
                     stages, close_gpu = gpu_stages(
                         engine, temporal=config.temporal, background=background,
                         output=_output_mode(fmt), batch_size=config.batch_size,
@@ -241,7 +241,7 @@ def matte_video(
                                        "preprocess, alpha, temporal and composite ran as "
                                        "CUDA kernels")
                 else:
-                    if blocker:
+                    if blocker is not None:
                         chain_notes.append(f"host chain around the GPU engine: {blocker}")
                     matter = Matter(engine, temporal=config.temporal,
                                     rembg_compat=config.rembg_compat, upsample=config.upsample)

@@ -43,12 +43,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"wrote {args.output}", file=sys.stderr)
         return 0
     pairs = plan_outputs(expand_inputs(args.input, IMAGE_SUFFIXES, "image"), args.output, ".png")
-    engine = open_configured_engine(config, on_download, hf_auth_tokens())
-    try:
+    with open_configured_engine(config, on_download, hf_auth_tokens()) as engine:
         def one(src: Path, dst: Path) -> str:
             matte_image(src, dst, config, engine=engine)
             return f"wrote {dst}"
 
         return run_batch(pairs, one, quiet=args.quiet)
-    finally:
-        engine.close()

@@ -60,16 +60,13 @@ def run(args: argparse.Namespace) -> int:
         return 0
     files = expand_inputs(args.input, VIDEO_SUFFIXES, "video")
     pairs = plan_outputs(files, args.output, batch_suffix(config))
-    engine = open_configured_engine(config, on_download, hf_auth_tokens())
-    try:
+    with open_configured_engine(config, on_download, hf_auth_tokens()) as engine:
         def one(src: Path, dst: Path) -> str:
             engine.reset()  # a background model must not carry one clip into the next
             report = _matte_one(args, config, src, dst, engine, on_download)
             return "\n  ".join([_summary(report), *_details(report)])
 
         return run_batch(pairs, one, quiet=args.quiet)
-    finally:
-        engine.close()
 
 
 def _matte_one(args: argparse.Namespace, config: MatteConfig, src: Path, dst: Path,
