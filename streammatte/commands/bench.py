@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..bench import format_table, run_benchmark
 from ..temporal import DEFAULT_FILE_MODE, temporal_modes
-from .common import SubParsers, models_dir_from
+from .common import SubParsers, add_models_dir_option, models_dir_from
 
 
 def add_parser(subparsers: SubParsers) -> None:
@@ -26,7 +26,7 @@ def add_parser(subparsers: SubParsers) -> None:
                         help="interleaved repetitions; speeds are their medians (default 2)")
     parser.add_argument("--no-rembg", action="store_true",
                         help="skip the comparison with rembg's per-frame API")
-    parser.add_argument("--models-dir", type=Path, metavar="DIR")
+    add_models_dir_option(parser)
     parser.set_defaults(func=run)
 
 

@@ -23,9 +23,7 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
                        "default: u2netp")
     group.add_argument("--model-file", type=Path, metavar="PATH",
                        help="use this local ONNX file (verified against the catalog's sha256)")
-    group.add_argument("--models-dir", type=Path, metavar="DIR",
-                       help="model cache (default: $STREAMMATTE_MODELS_DIR or "
-                       "~/.cache/streammatte/models)")
+    add_models_dir_option(group)
     group.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default: auto)")
     group.add_argument("--backend", default="onnxruntime", choices=sorted(BACKENDS),
                        help="what runs the model (default: onnxruntime; trt needs "
@@ -42,6 +40,13 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--rembg-compat", action="store_true",
                        help="reproduce rembg's per-image min/max rescaling exactly (bit-parity "
                        "with rembg; flickers on video)")
+
+
+def add_models_dir_option(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``--models-dir``, read back with ``models_dir_from``."""
+    parser.add_argument("--models-dir", type=Path, metavar="DIR",
+                        help="model cache (default: $STREAMMATTE_MODELS_DIR or "
+                        "~/.cache/streammatte/models)")
 
 
 def parse_size(text: str) -> tuple[int, int]:

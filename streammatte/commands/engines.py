@@ -15,15 +15,7 @@ from pathlib import Path
 from ..errors import ConfigError
 from ..models.catalog import get_spec
 from ..models.store import ModelStore, default_models_dir
-from .common import SubParsers, models_dir_from
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """``1920x1080`` → (1920, 1080)."""
-    parts = text.lower().replace("×", "x").split("x")
-    if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
-        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT like 1920x1080, got {text!r}")
-    return int(parts[0]), int(parts[1])
+from .common import SubParsers, add_models_dir_option, models_dir_from, parse_size
 
 
 def _positive(text: str) -> int:
@@ -35,9 +27,7 @@ def _positive(text: str) -> int:
 def add_parser(subparsers: SubParsers) -> None:
     parser = subparsers.add_parser("engines", help="build TensorRT engines ahead of time",
                                    description=__doc__)
-    parser.add_argument("--models-dir", type=Path, metavar="DIR",
-                        help="model cache (default: $STREAMMATTE_MODELS_DIR or "
-                        "~/.cache/streammatte/models)")
+    add_models_dir_option(parser)
     parser.add_argument("--cache-dir", type=Path, metavar="DIR",
                         help="engine cache (default: trt/ in the model cache)")
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)

@@ -15,7 +15,7 @@ from pathlib import Path
 from ..evaluate import EvalSpec, compare, find_clips, markdown_table, summarize, write_report
 from ..refine import UPSAMPLERS
 from ..temporal import temporal_modes
-from .common import SubParsers, models_dir_from
+from .common import SubParsers, add_models_dir_option, models_dir_from
 
 
 def _modes(text: str) -> tuple[str, ...]:
@@ -43,9 +43,7 @@ def add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-plots", action="store_true",
                         help="no PNG plots (they need matplotlib: pip install "
                         "'streammatte[eval]')")
-    parser.add_argument("--models-dir", type=Path, metavar="DIR",
-                        help="model cache (default: $STREAMMATTE_MODELS_DIR or "
-                        "~/.cache/streammatte/models)")
+    add_models_dir_option(parser)
     parser.add_argument("--device", default="cpu", help="cpu, auto or cuda[:N] (default: cpu)")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
 

@@ -18,16 +18,7 @@ from ..pipeline import CancelledRun, Pipeline, PipelineStats
 from ..sinks.virtualcam import VirtualCameraSink
 from ..sources.camera import CameraSource, LoopedFileSource
 from ..temporal import TEMPORAL_FILTERS
-from .common import SubParsers, add_engine_options, models_dir_from
-
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected WIDTHxHEIGHT, e.g. 1280x720"
-                                         ) from None
-    return w, h
+from .common import SubParsers, add_engine_options, models_dir_from, parse_size
 
 
 def add_parser(subparsers: SubParsers) -> None:
@@ -38,7 +29,7 @@ def add_parser(subparsers: SubParsers) -> None:
                         help="camera index (0 → /dev/video0 on Linux) or device path")
     source.add_argument("--file", type=Path, metavar="VIDEO",
                         help="play this video in real time, looped, as if it were a camera")
-    parser.add_argument("--size", type=_size, metavar="WxH",
+    parser.add_argument("--size", type=parse_size, metavar="WxH",
                         help="camera mode to ask for (default: the camera's own)")
     parser.add_argument("--fps", type=float, help="camera rate to ask for")
     add_engine_options(parser)

@@ -15,7 +15,7 @@ from ..errors import ModelError
 from ..models.catalog import ModelSpec, UrlSource, get_spec, load_catalog
 from ..models.store import ModelStore
 from ..progress import DownloadProgress
-from .common import SubParsers, hf_auth_tokens, models_dir_from
+from .common import SubParsers, add_models_dir_option, hf_auth_tokens, models_dir_from
 
 #: DAVIS data beside a source checkout (../shared/data/davis)
 _DEFAULT_DAVIS = Path(__file__).resolve().parents[3] / "shared" / "data" / "davis"
@@ -25,9 +25,7 @@ def add_parser(subparsers: SubParsers) -> None:
     parser = subparsers.add_parser("models", help="list, pull and verify models",
                                    description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models-dir", type=Path, metavar="DIR",
-                        help="model cache (default: $STREAMMATTE_MODELS_DIR or "
-                        "~/.cache/streammatte/models)")
+    add_models_dir_option(parser)
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     actions.add_parser("list", help="every catalog model: task, input size, file size, licence, "
                        "whether it is cached, and where it comes from")

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, EngineUnavailableError
-from .common import SubParsers, models_dir_from
+from .common import SubParsers, add_models_dir_option, models_dir_from
 
 
 def add_parser(subparsers: SubParsers) -> None:
@@ -57,9 +57,7 @@ def add_parser(subparsers: SubParsers) -> None:
     engine.add_argument("--engines", metavar="LIST",
                         help="comma-separated engines to offer (default: every catalog model "
                         "and builtin)")
-    engine.add_argument("--models-dir", type=Path, metavar="DIR",
-                        help="model cache (default: $STREAMMATTE_MODELS_DIR or "
-                        "~/.cache/streammatte/models)")
+    add_models_dir_option(engine)
     engine.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     parser.add_argument("--verbose", "-v", action="store_true", help="log every request")
     parser.set_defaults(func=run)
