@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 
 import av
+import cv2
+import numpy as np
 import pytest
 from media import imread, make_video
 
@@ -195,6 +197,52 @@ def test_batch_refuses_before_running(tmp_path: Path, capsys: pytest.CaptureFixt
                  "-e", "mog2"]) == 2
     assert message in capsys.readouterr().err
     assert not out.exists()  # nothing ran
+
+
+def test_a_stopped_batch_resumes_with_skip_existing(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for name in ("a", "b"):
+        make_video(tmp_path / f"{name}.mp4", frames=4, size=(64, 48))
+    out = tmp_path / "out"
+    inputs = [str(tmp_path / "a.mp4"), str(tmp_path / "b.mp4")]
+    assert main(["video", *inputs, "-o", str(out), "-e", "mog2", "-b", "blue"]) == 0
+    (out / "b.mp4").unlink()  # as if the batch had been stopped during b
+    finished = (out / "a.mp4").read_bytes()
+    capsys.readouterr()
+    # run again as it was: a's existing result is an error, b is redone
+    assert main(["video", *inputs, "-o", str(out), "-e", "mog2", "-b", "blue"]) == 2
+    assert "already exists" in capsys.readouterr().err
+    (out / "b.mp4").unlink()
+    assert main(["video", *inputs, "-o", str(out), "-e", "mog2", "-b", "blue",
+                 "--skip-existing"]) == 0
+    err = capsys.readouterr().err
+    assert f"skipped, {out / 'a.mp4'} exists" in err
+    assert "1 of 2 done, 1 skipped (output exists)" in err
+    assert (out / "a.mp4").read_bytes() == finished
+    with av.open(str(out / "b.mp4")) as container:
+        assert container.streams.video[0].frames == 4
+
+
+def test_skip_existing_and_overwrite_exclude_each_other(tmp_path: Path) -> None:
+    make_video(tmp_path / "clip.mp4", frames=2, size=(32, 32))
+    with pytest.raises(SystemExit) as stop:
+        main(["video", str(tmp_path / "clip.mp4"), "-o", str(tmp_path / "o.mp4"),
+              "--overwrite", "--skip-existing"])
+    assert stop.value.code == 2
+
+
+def test_a_batch_never_writes_over_its_inputs(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pictures = tmp_path / "pictures"
+    pictures.mkdir()
+    picture = np.zeros((24, 32, 3), np.uint8)
+    picture[6:18, 8:24] = 200
+    for name in ("one.png", "two.png"):
+        assert cv2.imwrite(str(pictures / name), picture)
+    before = {p.name: p.read_bytes() for p in pictures.iterdir()}
+    assert main(["image", str(pictures), "-o", str(pictures), "-e", "grabcut"]) == 2
+    assert "the output would overwrite an input" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in pictures.iterdir()} == before
 
 
 def test_image_batch_over_a_folder(tmp_path: Path, shared_data: Path, u2netp_path: Path) -> None:

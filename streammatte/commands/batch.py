@@ -49,9 +49,13 @@ def plan_outputs(files: Sequence[Path], out_dir: Path, suffix: str) -> list[tupl
     if out_dir.exists() and not out_dir.is_dir():
         raise ConfigError(f"{out_dir}: several inputs need an output folder, and this is a file")
     seen: dict[Path, Path] = {}
+    inputs = {src.resolve() for src in files}
     pairs = []
     for src in files:
         dst = out_dir / f"{src.stem}{suffix}"
+        if dst.resolve() in inputs:
+            raise ConfigError(f"{dst}: the output would overwrite an input; choose another "
+                              "output folder")
         if dst in seen:
             raise ConfigError(f"{seen[dst]} and {src} would both write {dst}: rename one, or "
                               "run them separately")
@@ -61,13 +65,24 @@ def plan_outputs(files: Sequence[Path], out_dir: Path, suffix: str) -> list[tupl
 
 
 def run_batch(pairs: Sequence[tuple[Path, Path]], one: Callable[[Path, Path], str], *,
-              quiet: bool) -> int:
+              quiet: bool, skip_existing: bool = False) -> int:
     """Run ``one(input, output)`` (returns a line to show) for every pair; 0 if all succeeded,
-    2 if any failed (each failure is printed as it happens and listed at the end)."""
+    2 if any failed (each failure is printed as it happens and listed at the end).
+
+    With ``skip_existing``, a pair whose output is already there is passed over: outputs are
+    renamed into place only when finished, so an existing one is a whole result, and a batch
+    that was stopped can be run again to do only what is left.
+    """
     if pairs:
         pairs[0][1].parent.mkdir(parents=True, exist_ok=True)
     failed: list[tuple[Path, str]] = []
+    skipped = 0
     for n, (src, dst) in enumerate(pairs, 1):
+        if skip_existing and dst.exists():
+            skipped += 1
+            if not quiet:
+                print(f"[{n}/{len(pairs)}] {src}: skipped, {dst} exists", file=sys.stderr)
+            continue
         if not quiet:
             print(f"[{n}/{len(pairs)}] {src}", file=sys.stderr)
         try:
@@ -78,12 +93,14 @@ def run_batch(pairs: Sequence[tuple[Path, Path]], one: Callable[[Path, Path], st
             continue
         if not quiet:
             print(f"  {line}", file=sys.stderr)
-    done = len(pairs) - len(failed)
+    done = len(pairs) - len(failed) - skipped
+    tally = f"{done} of {len(pairs)} done" + (f", {skipped} skipped (output exists)"
+                                              if skipped else "")
     if failed:
-        print(f"streammatte: {done} of {len(pairs)} done; failed:", file=sys.stderr)
+        print(f"streammatte: {tally}; failed:", file=sys.stderr)
         for src, message in failed:
             print(f"  {src}: {message}", file=sys.stderr)
         return 2
     if not quiet:
-        print(f"{done} of {len(pairs)} done", file=sys.stderr)
+        print(tally, file=sys.stderr)
     return 0

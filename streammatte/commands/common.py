@@ -11,7 +11,7 @@ from ..config import MatteConfig
 from ..inference import BACKENDS
 from ..refine import UPSAMPLERS
 from ..sinks.formats import FORMATS
-from ..temporal import DEFAULT_FILE_MODE, temporal_modes
+from ..temporal import DEFAULT_FILE_MODE, make_streaming, temporal_modes
 
 SubParsers = Any  # argparse's _SubParsersAction is private
 
@@ -72,21 +72,27 @@ def add_output_options(parser: argparse.ArgumentParser, *, video: bool) -> None:
                        help="transparent, blur, a colour (green, #00ff00) or an image/video "
                        "path; default: transparent where the format has alpha, else white")
     if video:
+        look_ahead = make_streaming(DEFAULT_FILE_MODE).delay
         group.add_argument("--format", "-f", dest="output_format", default="auto",
                            choices=["auto", *FORMATS],
                            help="default: from the output extension (.mp4 H.264, .mov ProRes "
                            "4444, .webm VP9 alpha, no extension: PNG sequence)")
         group.add_argument("--temporal", default=DEFAULT_FILE_MODE, choices=temporal_modes(),
                            help="temporal smoothing of the matte (default: "
-                           f"{DEFAULT_FILE_MODE}, which looks 2 frames ahead; none: per frame)")
+                           f"{DEFAULT_FILE_MODE}, which looks {look_ahead} frames ahead; none: per "
+                           "frame)")
         group.add_argument("--batch-size", type=int, default=1,
                            help="frames per inference call, where the model allows")
         group.add_argument("--strict", action="store_true",
                            help="fail on the first damaged packet instead of concealing it")
     else:
         group.add_argument("--only-mask", action="store_true", help="write the matte alone")
-    group.add_argument("--overwrite", "-y", action="store_true",
-                       help="replace an existing output")
+    replace = group.add_mutually_exclusive_group()
+    replace.add_argument("--overwrite", "-y", action="store_true",
+                         help="replace an existing output")
+    replace.add_argument("--skip-existing", action="store_true",
+                         help="leave an existing output as it is and do not redo it (outputs "
+                         "appear only when finished, so a stopped batch resumes)")
     group.add_argument("--quiet", "-q", action="store_true", help="no progress or summary")
 
 

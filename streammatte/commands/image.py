@@ -37,6 +37,10 @@ def run(args: argparse.Namespace) -> int:
     config = config_from(args)
     on_download = DownloadProgress(enabled=None if not args.quiet else False)
     if not is_batch(args.input):
+        if args.skip_existing and args.output.exists():
+            if not args.quiet:
+                print(f"skipped: {args.output} exists", file=sys.stderr)
+            return 0
         matte_image(args.input[0], args.output, config, on_download=on_download,
                     auth_tokens=hf_auth_tokens())
         if not args.quiet:
@@ -48,4 +52,4 @@ def run(args: argparse.Namespace) -> int:
             matte_image(src, dst, config, engine=engine)
             return f"wrote {dst}"
 
-        return run_batch(pairs, one, quiet=args.quiet)
+        return run_batch(pairs, one, quiet=args.quiet, skip_existing=args.skip_existing)

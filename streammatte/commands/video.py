@@ -52,6 +52,10 @@ def run(args: argparse.Namespace) -> int:
     config = config_from(args)
     on_download = DownloadProgress(enabled=None if not args.quiet else False)
     if not is_batch(args.input):
+        if args.skip_existing and args.output.exists():
+            if not args.quiet:
+                print(f"skipped: {args.output} exists", file=sys.stderr)
+            return 0
         report = _matte_one(args, config, args.input[0], args.output, None, on_download)
         if not args.quiet:
             print(_summary(report), file=sys.stderr)
@@ -66,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
             report = _matte_one(args, config, src, dst, engine, on_download)
             return "\n  ".join([_summary(report), *_details(report)])
 
-        return run_batch(pairs, one, quiet=args.quiet)
+        return run_batch(pairs, one, quiet=args.quiet, skip_existing=args.skip_existing)
 
 
 def _matte_one(args: argparse.Namespace, config: MatteConfig, src: Path, dst: Path,
