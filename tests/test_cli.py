@@ -221,6 +221,11 @@ def test_a_stopped_batch_resumes_with_skip_existing(
     assert (out / "a.mp4").read_bytes() == finished
     with av.open(str(out / "b.mp4")) as container:
         assert container.streams.video[0].frames == 4
+    # one input: the same flag leaves its output alone
+    assert main(["video", inputs[0], "-o", str(out / "a.mp4"), "-e", "mog2",
+                 "--skip-existing"]) == 0
+    assert f"skipped: {out / 'a.mp4'} exists" in capsys.readouterr().err
+    assert (out / "a.mp4").read_bytes() == finished
 
 
 def test_skip_existing_and_overwrite_exclude_each_other(tmp_path: Path) -> None:

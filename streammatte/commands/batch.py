@@ -64,6 +64,15 @@ def plan_outputs(files: Sequence[Path], out_dir: Path, suffix: str) -> list[tupl
     return pairs
 
 
+def skip_single(output: Path, *, skip_existing: bool, quiet: bool) -> bool:
+    """``--skip-existing`` for one input: True (and said) when its output is already there."""
+    if not (skip_existing and output.exists()):
+        return False
+    if not quiet:
+        print(f"skipped: {output} exists", file=sys.stderr)
+    return True
+
+
 def run_batch(pairs: Sequence[tuple[Path, Path]], one: Callable[[Path, Path], str], *,
               quiet: bool, skip_existing: bool = False) -> int:
     """Run ``one(input, output)`` (returns a line to show) for every pair; 0 if all succeeded,

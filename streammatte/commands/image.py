@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..api import matte_image, open_configured_engine
 from ..progress import DownloadProgress
-from .batch import IMAGE_SUFFIXES, expand_inputs, is_batch, plan_outputs, run_batch
+from .batch import IMAGE_SUFFIXES, expand_inputs, is_batch, plan_outputs, run_batch, skip_single
 from .common import (
     SubParsers,
     add_engine_options,
@@ -37,9 +37,7 @@ def run(args: argparse.Namespace) -> int:
     config = config_from(args)
     on_download = DownloadProgress(enabled=None if not args.quiet else False)
     if not is_batch(args.input):
-        if args.skip_existing and args.output.exists():
-            if not args.quiet:
-                print(f"skipped: {args.output} exists", file=sys.stderr)
+        if skip_single(args.output, skip_existing=args.skip_existing, quiet=args.quiet):
             return 0
         matte_image(args.input[0], args.output, config, on_download=on_download,
                     auth_tokens=hf_auth_tokens())

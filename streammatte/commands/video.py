@@ -14,7 +14,14 @@ from ..pipeline import PipelineStats
 from ..progress import DownloadProgress, ProgressLine
 from ..sinks.formats import FORMATS
 from ..sources.file import FileSource
-from .batch import VIDEO_SUFFIXES, expand_inputs, is_batch, plan_outputs, run_batch
+from .batch import (
+    VIDEO_SUFFIXES,
+    expand_inputs,
+    is_batch,
+    plan_outputs,
+    run_batch,
+    skip_single,
+)
 from .common import (
     SubParsers,
     add_engine_options,
@@ -52,9 +59,7 @@ def run(args: argparse.Namespace) -> int:
     config = config_from(args)
     on_download = DownloadProgress(enabled=None if not args.quiet else False)
     if not is_batch(args.input):
-        if args.skip_existing and args.output.exists():
-            if not args.quiet:
-                print(f"skipped: {args.output} exists", file=sys.stderr)
+        if skip_single(args.output, skip_existing=args.skip_existing, quiet=args.quiet):
             return 0
         report = _matte_one(args, config, args.input[0], args.output, None, on_download)
         if not args.quiet:
