@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 import cv2
 import numpy as np
@@ -37,6 +38,7 @@ import numpy as np
 from . import metrics as M
 from .errors import ConfigError, SourceError
 from .frames import Alpha, RGBImage
+from .progress import ProgressLine
 from .refine import UPSAMPLERS, Upsampler, upsample
 from .temporal import make_streaming, temporal_modes
 
@@ -91,6 +93,18 @@ class Clip:
 
     def frame_files(self) -> list[Path] | None:
         return None if self.frames.is_file() else list_images(self.frames, "frames")
+
+    def frame_total(self, limit: int | None) -> int | None:
+        """How many frames ``iter_frames`` will give, where that is known in advance."""
+        files = self.frame_files()
+        if files is not None:
+            total: int | None = len(files)
+        else:
+            from .sources.file import FileSource
+
+            with FileSource(self.frames) as source:
+                total = source.frame_count
+        return total if limit is None or total is None else min(total, limit)
 
     def mask_files(self, frame_names: Sequence[str]) -> list[Path] | None:
         """Masks paired with frames by stem; a missing or extra mask is an error naming it."""
@@ -253,8 +267,37 @@ def _peak_rss_mb() -> float:
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes vs KiB
 
 
+#: called as a clip starts and after each of its frames: (clip name, frames done in this clip,
+#: the clip's total if known)
+FrameCallback = Callable[[str, int, int | None], None]
+
+
+class ClipProgress:
+    """A progress line per clip on stderr (``40/100 frames of parkour  40%  4.1 fps  ETA …``),
+    as a FrameCallback; silent where stderr is not a terminal unless ``enabled``."""
+
+    def __init__(self, stream: TextIO | None = None, enabled: bool | None = None) -> None:
+        self.stream = stream
+        self.enabled = enabled
+        self._clip: str | None = None
+        self._line: ProgressLine | None = None
+
+    def __call__(self, clip: str, done: int, total: int | None) -> None:
+        if clip != self._clip or self._line is None:
+            self.finish()
+            self._clip = clip
+            self._line = ProgressLine(total, label=f"frames of {clip}", stream=self.stream,
+                                      enabled=self.enabled)
+        self._line.update(done)
+
+    def finish(self) -> None:
+        if self._line is not None:
+            self._line.finish()
+        self._line = None
+
+
 def evaluate_engine(spec: EvalSpec, clips: Sequence[Clip],
-                    on_frame: Callable[[str, int], None] | None = None) -> list[ClipResult]:
+                    on_frame: FrameCallback | None = None) -> list[ClipResult]:
     """Run ``spec.engine`` over ``clips`` once, every temporal mode on its output."""
     from .inference import open_engine
     from .postprocess import Postprocessor
@@ -275,6 +318,9 @@ def evaluate_engine(spec: EvalSpec, clips: Sequence[Clip],
             if mask_files is not None and frame_files is not None:
                 mask_files = mask_files[:spec.max_frames]
             engine_s = 0.0
+            total = clip.frame_total(spec.max_frames) if on_frame is not None else None
+            if on_frame is not None:  # the clip has started (its rate counts from here)
+                on_frame(clip.name, 0, total)
             for i, (name, frame) in enumerate(iter_frames(clip, spec.max_frames)):
                 names.append(name)
                 truth = None
@@ -299,7 +345,7 @@ def evaluate_engine(spec: EvalSpec, clips: Sequence[Clip],
                 for r in runners:
                     r.push(alpha, frame, truth)
                 if on_frame is not None:
-                    on_frame(clip.name, i)
+                    on_frame(clip.name, i + 1, total)
             if not names:
                 raise SourceError(f"{clip.frames}: no frames could be read")
             if (mask_files is not None and frame_files is None and spec.max_frames is None
@@ -323,14 +369,24 @@ def evaluate_engine(spec: EvalSpec, clips: Sequence[Clip],
     return results
 
 
-def _evaluate_in_worker(spec: EvalSpec, clips: Sequence[Clip]) -> list[ClipResult]:
-    return evaluate_engine(spec, clips)
+def _evaluate_with_progress(spec: EvalSpec, clips: Sequence[Clip],
+                            progress: bool) -> list[ClipResult]:
+    """One engine's run, with its progress lines drawn where it runs (a worker process
+    inherits stderr, so the lines need no channel back)."""
+    bar = ClipProgress() if progress else None
+    try:
+        return evaluate_engine(spec, clips, bar)
+    finally:
+        if bar is not None:
+            bar.finish()
 
 
 def compare(specs: Sequence[EvalSpec], clips: Sequence[Clip], *, isolate: bool = True,
-            on_engine: Callable[[EvalSpec], None] | None = None) -> list[ClipResult]:
+            on_engine: Callable[[EvalSpec], None] | None = None,
+            progress: bool = False) -> list[ClipResult]:
     """Every spec on every clip. ``isolate`` runs each engine in a fresh process, so its peak
-    memory is its own and one engine's threads do not slow the next."""
+    memory is its own and one engine's threads do not slow the next; ``progress`` draws a
+    line per clip on a terminal."""
     results: list[ClipResult] = []
     for spec in specs:
         if on_engine is not None:
@@ -338,9 +394,9 @@ def compare(specs: Sequence[EvalSpec], clips: Sequence[Clip], *, isolate: bool =
         if isolate:
             ctx = multiprocessing.get_context("spawn")
             with concurrent.futures.ProcessPoolExecutor(1, mp_context=ctx) as pool:
-                results += pool.submit(_evaluate_in_worker, spec, clips).result()
+                results += pool.submit(_evaluate_with_progress, spec, clips, progress).result()
         else:
-            results += evaluate_engine(spec, clips)
+            results += _evaluate_with_progress(spec, clips, progress)
     return results
 
 

@@ -12,7 +12,14 @@ from media import make_video, square_frame
 
 from streammatte import cli
 from streammatte.errors import ConfigError, SourceError
-from streammatte.evaluate import EvalSpec, compare, find_clips, summarize
+from streammatte.evaluate import (
+    ClipProgress,
+    EvalSpec,
+    compare,
+    evaluate_engine,
+    find_clips,
+    summarize,
+)
 from streammatte.inference import BUILTIN_ENGINES
 
 
@@ -99,6 +106,37 @@ def test_video_with_masks_pairs_by_order(tmp_path: Path, brightness_engine: str)
     (result,) = compare([EvalSpec(engine=brightness_engine)], find_clips(video, masks),
                         isolate=False)
     assert result.means()["iou"] > 0.8
+
+
+def test_progress_is_reported_per_clip_with_its_length(tmp_path: Path,
+                                                       brightness_engine: str) -> None:
+    _sequence(tmp_path / "data" / "a", 3)
+    _sequence(tmp_path / "data" / "b", 4)
+    video = tmp_path / "clip.mp4"
+    make_video(video, frames=5)
+    calls: list[tuple[str, int, int | None]] = []
+    spec = EvalSpec(engine=brightness_engine, max_frames=4)
+    clips = [*find_clips(tmp_path / "data"), *find_clips(video)]
+    evaluate_engine(spec, clips, on_frame=lambda *call: calls.append(call))
+    assert calls == [("a", 0, 3), ("a", 1, 3), ("a", 2, 3), ("a", 3, 3),
+                     ("b", 0, 4), ("b", 1, 4), ("b", 2, 4), ("b", 3, 4), ("b", 4, 4),
+                     ("clip", 0, 4), ("clip", 1, 4), ("clip", 2, 4), ("clip", 3, 4),
+                     ("clip", 4, 4)]
+
+
+def test_clip_progress_draws_one_line_per_clip() -> None:
+    import io
+
+    stream = io.StringIO()
+    bar = ClipProgress(stream=stream, enabled=True)
+    bar("a", 1, 2)
+    bar("a", 2, 2)
+    bar("b", 1, None)
+    bar.finish()
+    lines = stream.getvalue().split("\n")
+    assert lines[0].rsplit("\r", 1)[-1].startswith("2/2 frames of a  100%")
+    assert lines[1].lstrip("\r").startswith("1 frames of b  ")
+    assert lines[2] == ""  # finished: the last line is closed
 
 
 # -- bad input ------------------------------------------------------------------------------

@@ -70,7 +70,8 @@ def run_specs(args: argparse.Namespace, specs: list[EvalSpec], *, title: str,
     clips = find_clips(args.input, args.gt)
     progress = None if args.quiet else (
         lambda s: print(f"running {s.engine} on {len(clips)} clip(s)…", file=sys.stderr))
-    results = compare(specs, clips, isolate=isolate, on_engine=progress)
+    results = compare(specs, clips, isolate=isolate, on_engine=progress,
+                      progress=not args.quiet)
     written = write_report(results, args.out, command=command_line(args.command_line), title=title,
                            plots=not args.no_plots)
     summary, _ = summarize(results)
