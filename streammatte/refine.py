@@ -73,12 +73,16 @@ def guided_apply(p: Alpha, small_guide: FloatArray, frame: RGBImage, radius: int
     the full-size uint8 RGB guide the coefficients are applied to."""
     h, w = frame.shape[:2]
     a, b = _coefficients(small_guide, np.asarray(p, np.float32), radius, eps)
-    a_up = cv2.resize(cv2.merge(a), (w, h), interpolation=cv2.INTER_LINEAR)
+    # The guide is in [0, 1]: the 1/255 goes into a while it is small, so the full-size frame
+    # is used as it is (uint8) and every full-size pass is one OpenCV call: a·I, the sum over
+    # the channels (cv2.transform with a 1×3 matrix), + b, the clip. At 1080p these passes
+    # are most of the filter's cost.
+    a_up = cv2.resize(cv2.merge(a) * np.float32(1 / 255), (w, h), interpolation=cv2.INTER_LINEAR)
     b_up = cv2.resize(b, (w, h), interpolation=cv2.INTER_LINEAR)
-    guide = frame.astype(np.float32) * np.float32(1 / 255)
-    # a·I summed over the three channels in one pass (cv2.transform with a 1×3 matrix)
-    out = b_up + cv2.transform(a_up * guide, _SUM3)
-    return np.asarray(np.clip(out, 0.0, 1.0), dtype=np.float32)
+    out = cv2.transform(cv2.multiply(a_up, frame, dtype=cv2.CV_32F), _SUM3)
+    cv2.add(out, b_up, dst=out)
+    np.clip(out, 0.0, 1.0, out=out)
+    return np.asarray(out, dtype=np.float32)
 
 
 _SUM3 = np.ones((1, 3), np.float32)
