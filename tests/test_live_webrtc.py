@@ -27,6 +27,7 @@ from streammatte.server.live import (
     live_config_from,
     parse_ice_servers,
 )
+from streammatte.temporal import DEFAULT_LIVE_MODE
 
 W, H = 320, 240
 CELL = 16
@@ -373,6 +374,8 @@ def test_pages_and_client_config_are_served() -> None:
                     config = await response.json()
             assert config["engines"] == ["brightness"]
             assert config["ice_servers"] == []
+            # live starts smoothed, with the zero-lag mode the flicker figures are for
+            assert config["defaults"]["temporal"] == DEFAULT_LIVE_MODE == "flow"
             assert app[LIVE_SERVER].config.engine == "brightness"
         finally:
             await runner.cleanup()

@@ -17,7 +17,7 @@ from ..inference import open_engine
 from ..pipeline import CancelledRun, Pipeline, PipelineStats
 from ..sinks.virtualcam import VirtualCameraSink
 from ..sources.camera import CameraSource, LoopedFileSource
-from ..temporal import TEMPORAL_FILTERS
+from ..temporal import DEFAULT_LIVE_MODE, TEMPORAL_FILTERS
 from .common import SubParsers, add_engine_options, models_dir_from, parse_size
 
 
@@ -35,7 +35,9 @@ def add_parser(subparsers: SubParsers) -> None:
     add_engine_options(parser)
     parser.add_argument("--background", "-b", default="blur",
                         help="blur (default), a colour (green, #00ff00) or an image/video path")
-    parser.add_argument("--temporal", default="none", choices=sorted(TEMPORAL_FILTERS))
+    parser.add_argument("--temporal", default=DEFAULT_LIVE_MODE, choices=sorted(TEMPORAL_FILTERS),
+                        help=f"zero-lag smoothing of the matte (default: {DEFAULT_LIVE_MODE}; "
+                        "adaptive is cheaper and suits a still camera; none: per frame)")
     vcam = parser.add_argument_group("virtual camera")
     vcam.add_argument("--vcam-device", metavar="DEV",
                       help="e.g. /dev/video10 (default: the first loopback device)")

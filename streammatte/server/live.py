@@ -48,7 +48,7 @@ from ..api import Matter
 from ..compose import NAMED_COLOURS, Compositor, parse_background
 from ..errors import ConfigError, StreamMatteError
 from ..inference import Engine, engine_names, open_engine
-from ..temporal import TEMPORAL_FILTERS, make_temporal
+from ..temporal import DEFAULT_LIVE_MODE, TEMPORAL_FILTERS, make_temporal
 from .api import OPENAPI_PATHS_KEY
 
 log = logging.getLogger(__name__)
@@ -84,7 +84,7 @@ class LiveConfig:
     token: str | None = None
     engine: str = "u2netp"
     background: str = "blur"
-    temporal: str = "none"
+    temporal: str = DEFAULT_LIVE_MODE
     device: str = "auto"
     models_dir: Path | None = None
     ice_servers: tuple[IceServer, ...] = ()
@@ -183,7 +183,7 @@ class LiveSettings:
 
     engine: str = "u2netp"
     background: str = "blur"
-    temporal: str = "none"
+    temporal: str = DEFAULT_LIVE_MODE
     refine: bool = False
     #: colour and alpha side by side (for /obs?alpha=1) instead of a composite
     alpha: bool = False
