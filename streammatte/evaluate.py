@@ -179,8 +179,13 @@ class EvalSpec:
     model_file: Path | None = None
     device: str = "cpu"
     slow_metrics: bool = True
+    #: GrabCut's first box, (x, y, width, height) in frame pixels, instead of the centred one;
+    #: the same box starts every clip
+    grabcut_box: tuple[int, int, int, int] | None = None
 
     def __post_init__(self) -> None:
+        if self.grabcut_box is not None and self.engine != "grabcut":
+            raise ConfigError(f"a GrabCut box was given, but the engine is {self.engine!r}")
         known = temporal_modes()
         for m in self.modes:
             if m not in known:
@@ -299,12 +304,17 @@ class ClipProgress:
 def evaluate_engine(spec: EvalSpec, clips: Sequence[Clip],
                     on_frame: FrameCallback | None = None) -> list[ClipResult]:
     """Run ``spec.engine`` over ``clips`` once, every temporal mode on its output."""
-    from .inference import open_engine
+    from .inference import Engine, open_engine
+    from .inference.grabcut import GrabCutEngine
     from .postprocess import Postprocessor
     from .preprocess import Preprocessor
 
-    engine = open_engine(spec.engine, model_file=spec.model_file, models_dir=spec.models_dir,
-                         device=spec.device)
+    engine: Engine
+    if spec.grabcut_box is not None:
+        engine = GrabCutEngine(box=spec.grabcut_box)
+    else:
+        engine = open_engine(spec.engine, model_file=spec.model_file,
+                             models_dir=spec.models_dir, device=spec.device)
     results = []
     try:
         pre = Preprocessor(engine.input_spec)

@@ -29,6 +29,8 @@ def run(args: argparse.Namespace) -> int:
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
     specs = [EvalSpec(engine=e, modes=args.temporal, upsample=args.upsample,
                       max_frames=args.max_frames, models_dir=models_dir_from(args),
-                      device=args.device, slow_metrics=not args.fast_metrics) for e in engines]
+                      device=args.device, slow_metrics=not args.fast_metrics,
+                      grabcut_box=args.grabcut_box if e == "grabcut" else None)
+             for e in engines]
     return run_specs(args, specs, title=f"streammatte compare on {args.input.name}",
                      isolate=not args.in_process)

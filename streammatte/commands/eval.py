@@ -22,6 +22,17 @@ def _modes(text: str) -> tuple[str, ...]:
     return tuple(m.strip().lower() for m in text.split(",") if m.strip())
 
 
+def _box(text: str) -> tuple[int, int, int, int]:
+    try:
+        x, y, w, h = (int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected X,Y,WIDTH,HEIGHT in pixels, got {text!r}"
+                                         ) from None
+    if x < 0 or y < 0 or w < 2 or h < 2:
+        raise argparse.ArgumentTypeError(f"expected X,Y >= 0 and WIDTH,HEIGHT >= 2, got {text!r}")
+    return x, y, w, h
+
+
 def add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", type=Path,
                         help="sequence folder (frames/ + masks/), dataset folder, frame folder "
@@ -36,6 +47,9 @@ def add_common(parser: argparse.ArgumentParser) -> None:
                         help="model-resolution alpha → frame size (default: bilinear)")
     parser.add_argument("--max-frames", type=int, metavar="N",
                         help="evaluate at most N frames of each clip")
+    parser.add_argument("--grabcut-box", type=_box, metavar="X,Y,W,H",
+                        help="start GrabCut from this box (frame pixels) instead of a centred "
+                        "one; applies to every clip")
     parser.add_argument("--fast-metrics", action="store_true",
                         help="skip the gradient and connectivity errors (the slow ones)")
     parser.add_argument("--out", "-o", type=Path, default=Path("eval-report"),
@@ -85,6 +99,6 @@ def run(args: argparse.Namespace) -> int:
     spec = EvalSpec(engine=args.engine, modes=args.temporal, upsample=args.upsample,
                     max_frames=args.max_frames, models_dir=models_dir_from(args),
                     model_file=args.model_file, device=args.device,
-                    slow_metrics=not args.fast_metrics)
+                    slow_metrics=not args.fast_metrics, grabcut_box=args.grabcut_box)
     return run_specs(args, [spec], title=f"streammatte eval: {args.engine} on {args.input.name}",
                      isolate=False)
