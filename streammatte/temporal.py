@@ -257,31 +257,50 @@ class FlowBlend:
     """Zero-lag, motion-compensated: warp the previous output along DIS optical flow to this
     frame, then blend it with the new alpha, trusting the warp where the warped previous frame
     matches this frame (an occluded or newly revealed pixel does not match, so it takes the new
-    alpha)."""
+    alpha).
+
+    The blend runs on the flow's working copy (``flow_width`` px wide; a model's matte carries
+    no finer detail than that) and reaches full size as a correction: output = new alpha +
+    upsampled (smoothed − new), both at working size. So the few full-size passes are a shrink,
+    an upsample and an add, and whatever detail the full-size alpha has (guided upsampling)
+    passes through. Against warping and blending at full size: DAVIS dtSSD −4.0 % instead of
+    −3.5 %, vtest flicker −64 % instead of −62 %, at a third of the cost (docs/temporal.md).
+    """
 
     def __init__(self, params: BlendParams | None = None, *, flow_width: int = 480,
                  scene_cut: float = 40.0) -> None:
         self.params = params or BlendParams(min_weight=0.1, sigma=12.0, disagree=(0.6, 0.95))
         self._flow = DenseFlow(flow_width)
         self._cuts = SceneCutDetector(scene_cut)
-        self._state: Alpha | None = None
+        self._state: Alpha | None = None  # the last output, at working size
         self._prev: tuple[npt.NDArray[np.uint8], FloatArray] | None = None
 
     def __call__(self, alpha: Alpha, frame: RGBImage) -> Alpha:
-        grey, luma = self._flow.prepare(frame), _luma(frame)
+        grey = self._flow.prepare(frame)
+        luma = grey.astype(np.float32)
+        size = (grey.shape[1], grey.shape[0])
+        full = np.asarray(alpha, np.float32)
+        small = (full if full.shape == grey.shape else
+                 np.asarray(cv2.resize(full, size, interpolation=cv2.INTER_AREA), np.float32))
         cut = self._cuts(frame)
-        if cut or self._state is None or self._prev is None or self._state.shape != alpha.shape:
-            self._state = alpha.astype(np.float32, copy=True)
+        if cut or self._state is None or self._prev is None or self._state.shape != small.shape:
+            self._state = small.copy()
         else:
             prev_grey, prev_luma = self._prev
-            flow = self._flow(grey, prev_grey, (alpha.shape[1], alpha.shape[0]))
+            flow = self._flow(grey, prev_grey, size)
             past = warp(self._state, flow)
             sim = _similarity(luma, warp(prev_luma, flow), self.params.sigma)
-            w = self.params.new_weight(sim, alpha, past)
-            self._state = (past + w * (alpha - past)).astype(np.float32)
+            w = self.params.new_weight(sim, small, past)
+            self._state = (past + w * (small - past)).astype(np.float32)
         self._prev = (grey, luma)
-        out: Alpha = self._state.copy()
-        return out
+        if full.shape == small.shape:
+            same: Alpha = self._state.copy()
+            return same
+        correction = cv2.resize(self._state - small, (full.shape[1], full.shape[0]),
+                                interpolation=cv2.INTER_LINEAR)
+        out = cv2.add(full, correction)
+        np.clip(out, 0.0, 1.0, out=out)
+        return np.asarray(out, np.float32)
 
     def reset(self) -> None:
         self._state = None

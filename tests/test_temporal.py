@@ -180,6 +180,38 @@ def test_bidirectional_repairs_a_one_frame_dropout() -> None:
     assert M.iou(_run("none", alphas, [frame] * 9)[4], truth) == 0.0
 
 
+def _model_like(truth: np.ndarray, rng: np.random.Generator, factor: int = 4) -> np.ndarray:
+    """A matte as a model gives it: computed at low resolution, noise included, upsampled."""
+    h, w = truth.shape
+    low = cv2.resize(truth, (w // factor, h // factor), interpolation=cv2.INTER_AREA)
+    low = np.clip(low + rng.normal(0, 0.08, low.shape), 0, 1).astype(np.float32)
+    return np.asarray(cv2.resize(low, (w, h), interpolation=cv2.INTER_LINEAR), np.float32)
+
+
+def test_flow_smooths_wide_frames_at_working_size() -> None:
+    # wider than the flow's 480 px working copy: the blend runs there, full size gets the
+    # correction
+    frame = _textured(96, 640)
+    truth = np.zeros(frame.shape[:2], np.float32)
+    truth[20:76, 200:440] = 1.0
+    rng = np.random.default_rng(4)
+    noisy = [_model_like(truth, rng) for _ in range(20)]
+    out = _run("flow", noisy, [frame] * 20)
+    assert all(o.shape == truth.shape and o.dtype == np.float32 for o in out)
+    before = M.flicker_index(noisy, [frame] * 20)
+    assert M.flicker_index(out, [frame] * 20) < 0.5 * before
+
+
+def test_flow_keeps_full_size_detail() -> None:
+    # one-pixel lines (what guided upsampling can leave) on a still scene: a steady matte
+    # comes out as it went in, not softened by the working copy
+    frame = _textured(96, 640)
+    alpha = np.zeros(frame.shape[:2], np.float32)
+    alpha[:, 301::7] = 1.0
+    for o in _run("flow", [alpha] * 5, [frame] * 5):
+        np.testing.assert_allclose(o, alpha, atol=1e-5)
+
+
 def test_size_change_restarts_the_filter() -> None:
     f = T.make_temporal("flow")
     f(np.ones((48, 64), np.float32), _textured())
