@@ -188,27 +188,28 @@ def _model_like(truth: np.ndarray, rng: np.random.Generator, factor: int = 4) ->
     return np.asarray(cv2.resize(low, (w, h), interpolation=cv2.INTER_LINEAR), np.float32)
 
 
-def test_flow_smooths_wide_frames_at_working_size() -> None:
-    # wider than the flow's 480 px working copy: the blend runs there, full size gets the
-    # correction
+@pytest.mark.parametrize("name", ["adaptive", "flow"])
+def test_zero_lag_filters_smooth_wide_frames_at_working_size(name: str) -> None:
+    # wider than the 480 px working copy: the blend runs there, full size gets the correction
     frame = _textured(96, 640)
     truth = np.zeros(frame.shape[:2], np.float32)
     truth[20:76, 200:440] = 1.0
     rng = np.random.default_rng(4)
     noisy = [_model_like(truth, rng) for _ in range(20)]
-    out = _run("flow", noisy, [frame] * 20)
+    out = _run(name, noisy, [frame] * 20)
     assert all(o.shape == truth.shape and o.dtype == np.float32 for o in out)
     before = M.flicker_index(noisy, [frame] * 20)
     assert M.flicker_index(out, [frame] * 20) < 0.5 * before
 
 
-def test_flow_keeps_full_size_detail() -> None:
+@pytest.mark.parametrize("name", ["adaptive", "flow"])
+def test_zero_lag_filters_keep_full_size_detail(name: str) -> None:
     # one-pixel lines (what guided upsampling can leave) on a still scene: a steady matte
     # comes out as it went in, not softened by the working copy
     frame = _textured(96, 640)
     alpha = np.zeros(frame.shape[:2], np.float32)
     alpha[:, 301::7] = 1.0
-    for o in _run("flow", [alpha] * 5, [frame] * 5):
+    for o in _run(name, [alpha] * 5, [frame] * 5):
         np.testing.assert_allclose(o, alpha, atol=1e-5)
 
 
