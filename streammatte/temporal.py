@@ -101,7 +101,7 @@ class SceneCutDetector:
 
 class DenseFlow:
     """OpenCV DIS optical flow, computed on a grey copy at most ``width`` pixels wide and
-    scaled back to frame size (alpha comes from a ~320 px model: finer flow buys nothing)."""
+    scaled to the size asked for (alpha comes from a ~320 px model: finer flow buys nothing)."""
 
     def __init__(self, width: int = 480, preset: int = cv2.DISOPTICAL_FLOW_PRESET_FAST) -> None:
         self.width = width
