@@ -29,6 +29,8 @@ from aiohttp import ClientSession, web
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
+from .temporal import DEFAULT_LIVE_MODE, TEMPORAL_FILTERS
+
 VIDEO_CLOCK = Fraction(1, 90000)
 FrameFn = Callable[[int], np.ndarray]
 
@@ -233,6 +235,7 @@ def fastest_engine() -> str:
 class BenchResult:
     size: str
     engine: str
+    temporal: str
     duration_s: float
     sent: int
     frames_in: int
@@ -246,12 +249,12 @@ class BenchResult:
 
 async def bench_one(size: tuple[int, int], *, engine: str, duration_s: float, fps: float,
                     frames: list[np.ndarray], models_dir: Path | None, window_s: float,
-                    background: str) -> BenchResult:
+                    background: str, temporal: str = DEFAULT_LIVE_MODE) -> BenchResult:
     from .server.live import LIVE_SERVER, LiveConfig, install
 
     app = web.Application()
-    install(app, LiveConfig(engine=engine, background=background, models_dir=models_dir,
-                            idle_timeout_s=max(30.0, duration_s)))
+    install(app, LiveConfig(engine=engine, background=background, temporal=temporal,
+                            models_dir=models_dir, idle_timeout_s=max(30.0, duration_s)))
     runner, url = await start_server(app)
     server = app[LIVE_SERVER]
     track = CameraTrack(lambda i: frames[i % len(frames)], fps=fps)
@@ -284,7 +287,7 @@ async def bench_one(size: tuple[int, int], *, engine: str, duration_s: float, fp
             t += window_s
         return BenchResult(
             size=f"{size[0]}×{size[1]}", engine=server.peers[client.peer_id].processor
-            .engine_description, duration_s=elapsed, sent=track.sent - sent0,
+            .engine_description, temporal=temporal, duration_s=elapsed, sent=track.sent - sent0,
             frames_in=stats.frames_in - base_in, frames_out=stats.frames_out - base_out,
             dropped=stats.dropped - base_drop,
             client_fps=(client.count - base_client) / elapsed,
@@ -297,12 +300,13 @@ async def bench_one(size: tuple[int, int], *, engine: str, duration_s: float, fp
 
 
 def format_table(results: Sequence[BenchResult]) -> str:
-    lines = ["| size | engine | s | sent | server in | out | dropped | fps back | "
-             "p50 ms | p95 ms |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| size | engine | temporal | s | sent | server in | out | dropped | fps back | "
+             "p50 ms | p95 ms |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
-        lines.append(f"| {r.size} | {r.engine} | {r.duration_s:.0f} | {r.sent} | {r.frames_in} "
-                     f"| {r.frames_out} | {r.dropped} ({100 * r.dropped / max(1, r.frames_in):.0f}"
-                     f" %) | {r.client_fps:.1f} | {r.p50_ms:.1f} | {r.p95_ms:.1f} |")
+        dropped = f"{r.dropped} ({100 * r.dropped / max(1, r.frames_in):.0f} %)"
+        lines.append(f"| {r.size} | {r.engine} | {r.temporal} | {r.duration_s:.0f} | {r.sent} "
+                     f"| {r.frames_in} | {r.frames_out} | {dropped} | {r.client_fps:.1f} "
+                     f"| {r.p50_ms:.1f} | {r.p95_ms:.1f} |")
     for r in results:
         lines.append("")
         lines.append(f"{r.size} over time (window start s: fps, p50 ms, p95 ms)")
@@ -324,6 +328,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--window-s", type=float, default=60.0,
                         help="report fps and latency per window of this length")
     parser.add_argument("--background", default="blur")
+    parser.add_argument("--temporal", default=DEFAULT_LIVE_MODE, choices=sorted(TEMPORAL_FILTERS),
+                        help=f"smoothing on the server (default: {DEFAULT_LIVE_MODE}, as live)")
     parser.add_argument("--davis", type=Path, default=None,
                         help="a DAVIS frames folder to send instead of synthetic frames")
     args = parser.parse_args(argv)
@@ -336,7 +342,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         frames = davis_frames(args.davis, w, h) if args.davis else synthetic_frames(w, h)
         results.append(asyncio.run(bench_one(
             (w, h), engine=engine, duration_s=args.duration_s, fps=args.fps, frames=frames,
-            models_dir=models_dir, window_s=args.window_s, background=args.background)))
+            models_dir=models_dir, window_s=args.window_s, background=args.background,
+            temporal=args.temporal)))
         print(f"done {text}", file=sys.stderr)
     print(format_table(results))
     return 0
