@@ -127,14 +127,18 @@ class DenseFlow:
 _GRIDS: dict[tuple[int, int], FloatArray] = {}
 
 
-def warp(image: np.ndarray, flow: FloatArray) -> np.ndarray:
-    """Sample ``image`` at (x, y) + flow: brings a previous/next frame's content to this one."""
-    h, w = flow.shape[:2]
+def _grid(h: int, w: int) -> FloatArray:
+    """The (x, y) of every pixel of an h×w image, H×W×2, made once per size."""
     grid = _GRIDS.get((w, h))
     if grid is None:
         xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
         grid = _GRIDS.setdefault((w, h), np.dstack([xs, ys]))
-    m = grid + flow
+    return grid
+
+
+def warp(image: np.ndarray, flow: FloatArray) -> np.ndarray:
+    """Sample ``image`` at (x, y) + flow: brings a previous/next frame's content to this one."""
+    m = _grid(*flow.shape[:2]) + flow
     return np.asarray(cv2.remap(image, m[..., 0], m[..., 1], cv2.INTER_LINEAR,
                                 borderMode=cv2.BORDER_REPLICATE))
 
@@ -321,14 +325,6 @@ class FlowBlend:
 
 
 # -- look-ahead filters ---------------------------------------------------------------------
-
-def _grid(h: int, w: int) -> FloatArray:
-    grid = _GRIDS.get((w, h))
-    if grid is None:
-        xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-        grid = _GRIDS.setdefault((w, h), np.dstack([xs, ys]))
-    return grid
-
 
 def _sample(image: np.ndarray, where: FloatArray) -> np.ndarray:
     """``image`` (up to four channels) sampled at the absolute positions ``where`` (H×W×2)."""
