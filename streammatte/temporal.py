@@ -384,7 +384,10 @@ class Bidirectional:
     IoU +0.029, ~35 ms/frame for 854×480 on a 2-core CPU (radius 3; radius 4: −16.5 %, 43 ms).
     """
 
-    def __init__(self, radius: int = 3, *, width: int = 320, sigma: float = 25.0,
+    #: the default look-ahead, in frames
+    RADIUS = 3
+
+    def __init__(self, radius: int = RADIUS, *, width: int = 320, sigma: float = 25.0,
                  sharpen: float = 8.0, spread: float = 0.1, fb_tolerance: float = 1.0,
                  fb_relative: float = 0.05, guide_radius: int = 1, guide_eps: float = 1e-4,
                  flow_preset: int = cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
@@ -539,6 +542,8 @@ LOOKAHEAD_FILTERS: dict[str, Callable[[], LookaheadFilter]] = {
 #: the recommended mode for live input (no latency) and for files (look-ahead allowed)
 DEFAULT_LIVE_MODE = "flow"
 DEFAULT_FILE_MODE = "bidirectional"
+#: how many frames the file default looks ahead (for help texts: no filter is built to ask)
+DEFAULT_FILE_DELAY = Bidirectional.RADIUS
 
 
 def temporal_modes() -> list[str]:

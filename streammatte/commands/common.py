@@ -11,7 +11,7 @@ from ..config import MatteConfig
 from ..inference import BACKENDS
 from ..refine import UPSAMPLERS
 from ..sinks.formats import FORMATS
-from ..temporal import DEFAULT_FILE_MODE, make_streaming, temporal_modes
+from ..temporal import DEFAULT_FILE_DELAY, DEFAULT_FILE_MODE, temporal_modes
 
 SubParsers = Any  # argparse's _SubParsersAction is private
 
@@ -72,15 +72,14 @@ def add_output_options(parser: argparse.ArgumentParser, *, video: bool) -> None:
                        help="transparent, blur, a colour (green, #00ff00) or an image/video "
                        "path; default: transparent where the format has alpha, else white")
     if video:
-        look_ahead = make_streaming(DEFAULT_FILE_MODE).delay
         group.add_argument("--format", "-f", dest="output_format", default="auto",
                            choices=["auto", *FORMATS],
                            help="default: from the output extension (.mp4 H.264, .mov ProRes "
                            "4444, .webm VP9 alpha, no extension: PNG sequence)")
         group.add_argument("--temporal", default=DEFAULT_FILE_MODE, choices=temporal_modes(),
                            help="temporal smoothing of the matte (default: "
-                           f"{DEFAULT_FILE_MODE}, which looks {look_ahead} frames ahead; none: per "
-                           "frame)")
+                           f"{DEFAULT_FILE_MODE}, which looks {DEFAULT_FILE_DELAY} frames "
+                           "ahead; none: per frame)")
         group.add_argument("--batch-size", type=int, default=1,
                            help="frames per inference call, where the model allows")
         group.add_argument("--strict", action="store_true",
