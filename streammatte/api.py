@@ -31,6 +31,7 @@ from .temporal import (
     LookaheadFilter,
     NoSmoothing,
     TemporalFilter,
+    ZeroLag,
     make_streaming,
     make_temporal,
 )
@@ -81,7 +82,12 @@ class Matter:
             else make_temporal(self.temporal_mode))
 
     def temporal_stream(self) -> LookaheadFilter:
-        return make_streaming(self.temporal_mode)
+        """A fresh push/flush filter for one stream. A zero-lag mode drives ``self.temporal``
+        (reset), so a caller that swapped in its own filter (the live load shedding) gets it."""
+        if self.temporal_mode in LOOKAHEAD_FILTERS:
+            return make_streaming(self.temporal_mode)
+        self.temporal.reset()
+        return ZeroLag(self.temporal)
 
     def infer(self, samples: list[np.ndarray]) -> list[np.ndarray]:
         raw = self.engine.infer(np.stack(samples))

@@ -236,6 +236,8 @@ class BenchResult:
     size: str
     engine: str
     temporal: str
+    #: the smoothing running at the end: ``temporal``, or what it was shed to under load
+    smoothing: str
     duration_s: float
     sent: int
     frames_in: int
@@ -249,7 +251,8 @@ class BenchResult:
 
 async def bench_one(size: tuple[int, int], *, engine: str, duration_s: float, fps: float,
                     frames: list[np.ndarray], models_dir: Path | None, window_s: float,
-                    background: str, temporal: str = DEFAULT_LIVE_MODE) -> BenchResult:
+                    background: str, temporal: str = DEFAULT_LIVE_MODE,
+                    keep_smoothing: bool = False) -> BenchResult:
     from .server.live import LIVE_SERVER, LiveConfig, install
 
     app = web.Application()
@@ -258,7 +261,8 @@ async def bench_one(size: tuple[int, int], *, engine: str, duration_s: float, fp
     runner, url = await start_server(app)
     server = app[LIVE_SERVER]
     track = CameraTrack(lambda i: frames[i % len(frames)], fps=fps)
-    client = await LiveClient.connect(url, track, keep_images=False)
+    client = await LiveClient.connect(url, track, keep_images=False,
+                                      settings={"keep_smoothing": keep_smoothing})
     try:
         await client.wait_frames(1, timeout_s=120.0)
         stats = server.peers[client.peer_id].track.stats  # type: ignore[union-attr]
@@ -285,9 +289,11 @@ async def bench_one(size: tuple[int, int], *, engine: str, duration_s: float, fp
                 windows.append((t, w.size / span, float(np.percentile(w, 50)),
                                 float(np.percentile(w, 95))))
             t += window_s
+        processor = server.peers[client.peer_id].processor
         return BenchResult(
-            size=f"{size[0]}×{size[1]}", engine=server.peers[client.peer_id].processor
-            .engine_description, temporal=temporal, duration_s=elapsed, sent=track.sent - sent0,
+            size=f"{size[0]}×{size[1]}", engine=processor.engine_description,
+            temporal=temporal + (" (kept)" if keep_smoothing else ""),
+            smoothing=processor.smoothing, duration_s=elapsed, sent=track.sent - sent0,
             frames_in=stats.frames_in - base_in, frames_out=stats.frames_out - base_out,
             dropped=stats.dropped - base_drop,
             client_fps=(client.count - base_client) / elapsed,
@@ -300,16 +306,18 @@ async def bench_one(size: tuple[int, int], *, engine: str, duration_s: float, fp
 
 
 def format_table(results: Sequence[BenchResult]) -> str:
-    lines = ["| size | engine | temporal | s | sent | server in | out | dropped | fps back | "
-             "p50 ms | p95 ms |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| size | engine | temporal | at the end | s | sent | server in | out | dropped "
+             "| fps back | p50 ms | p95 ms |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         dropped = f"{r.dropped} ({100 * r.dropped / max(1, r.frames_in):.0f} %)"
-        lines.append(f"| {r.size} | {r.engine} | {r.temporal} | {r.duration_s:.0f} | {r.sent} "
+        lines.append(f"| {r.size} | {r.engine} | {r.temporal} | {r.smoothing} "
+                     f"| {r.duration_s:.0f} | {r.sent} "
                      f"| {r.frames_in} | {r.frames_out} | {dropped} | {r.client_fps:.1f} "
                      f"| {r.p50_ms:.1f} | {r.p95_ms:.1f} |")
     for r in results:
         lines.append("")
-        lines.append(f"{r.size} over time (window start s: fps, p50 ms, p95 ms)")
+        lines.append(f"{r.size}, {r.temporal}, over time (window start s: fps, p50 ms, "
+                     "p95 ms)")
         for t, wfps, p50, p95 in r.per_window:
             lines.append(f"  {t:6.0f}: {wfps:5.1f} fps  p50 {p50:6.1f}  p95 {p95:6.1f}")
     return "\n".join(lines)
@@ -330,6 +338,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--background", default="blur")
     parser.add_argument("--temporal", default=DEFAULT_LIVE_MODE, choices=sorted(TEMPORAL_FILTERS),
                         help=f"smoothing on the server (default: {DEFAULT_LIVE_MODE}, as live)")
+    parser.add_argument("--under-load", choices=["shed", "keep", "both"], default="shed",
+                        help="shed smoothing while frames drop (the default, as live), keep it "
+                        "(keep_smoothing), or run each size both ways, back to back")
     parser.add_argument("--davis", type=Path, default=None,
                         help="a DAVIS frames folder to send instead of synthetic frames")
     args = parser.parse_args(argv)
@@ -340,11 +351,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     for text in args.size or ["640x480", "1280x720"]:
         w, h = (int(v) for v in text.lower().split("x"))
         frames = davis_frames(args.davis, w, h) if args.davis else synthetic_frames(w, h)
-        results.append(asyncio.run(bench_one(
-            (w, h), engine=engine, duration_s=args.duration_s, fps=args.fps, frames=frames,
-            models_dir=models_dir, window_s=args.window_s, background=args.background,
-            temporal=args.temporal)))
-        print(f"done {text}", file=sys.stderr)
+        for keep in {"shed": [False], "keep": [True], "both": [False, True]}[args.under_load]:
+            results.append(asyncio.run(bench_one(
+                (w, h), engine=engine, duration_s=args.duration_s, fps=args.fps, frames=frames,
+                models_dir=models_dir, window_s=args.window_s, background=args.background,
+                temporal=args.temporal, keep_smoothing=keep)))
+            print(f"done {text}{' (kept)' if keep else ''}", file=sys.stderr)
     print(format_table(results))
     return 0
 

@@ -144,6 +144,14 @@ class Pipeline:
         self._stop = threading.Event()
         self._errors: list[tuple[str, BaseException]] = []
         self._lock = threading.Lock()
+        self._source_channel: _Channel | None = None
+
+    @property
+    def dropped(self) -> int:
+        """Frames the source has dropped so far (``latest`` back-pressure), read live from any
+        thread: a stage can watch it to shed work while the run is falling behind."""
+        channel = self._source_channel
+        return channel.dropped if channel is not None else self.stats.dropped
 
     def cancel(self) -> None:
         """Ask every thread to stop; ``run()`` then raises KeyboardInterrupt-free CancelledRun."""
@@ -214,6 +222,7 @@ class Pipeline:
             _Channel(self.max_queue_frames, self.back_pressure if i == 0 else "block", self._stop)
             for i in range(len(self.stages))
         ]
+        self._source_channel = channels[0]
         threads = [threading.Thread(target=self._read, args=(channels[0],), name="sm-decode",
                                     daemon=True)]
         for i, stage in enumerate(self.stages):
@@ -229,6 +238,7 @@ class Pipeline:
                 for thread in threads:
                     thread.join(progress_interval_s / len(threads))
                 self.stats.elapsed_s = time.perf_counter() - started
+                self.stats.dropped = channels[0].dropped
                 if on_progress is not None:
                     on_progress(self.stats)
         except BaseException:

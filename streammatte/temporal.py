@@ -25,6 +25,7 @@ can smooth moving edges too, and trusts the warp only where it explains the new 
 from __future__ import annotations
 
 import collections
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -574,3 +575,115 @@ def make_streaming(name: str) -> LookaheadFilter:
     if key in LOOKAHEAD_FILTERS:
         return LOOKAHEAD_FILTERS[key]()
     return ZeroLag(make_temporal(key))
+
+
+# -- live: smoothing that gives way under load ------------------------------------------------
+
+#: the zero-lag modes from the costliest down; a live run sheds along this ladder (``ema`` is
+#: left out: it drags the matte behind motion, and it saves only a few ms over ``adaptive``)
+SHED_LADDER = ("flow", "adaptive", "none")
+
+
+class ShedUnderLoad:
+    """A zero-lag filter that steps down to cheaper smoothing while the live source is dropping
+    frames, and back up once it has kept up for a while: a steady frame rate first, then the
+    best smoothing the machine has time for.
+
+    ``dropped()`` is the source's running count of frames dropped because the chain was busy
+    (the ``latest`` back-pressure counter). Over a window of ``window`` answered frames, a drop
+    ratio ``dropped / (dropped + answered)`` above ``max_drop_ratio`` steps one rung down
+    :data:`SHED_LADDER` (``flow`` → ``adaptive`` → ``none``; ``ema`` → ``none``). The next
+    window judges the step: if the ratio did not fall by a fifth, the smoothing was not what
+    was slow (the engine is), so the step is undone and shedding rests for ``max_hold_s``: the
+    user keeps their smoothing when dropping it would not buy frames. After ``hold_s`` without
+    a single drop, one rung is taken back up; a rung that brings the drops straight back
+    doubles the hold (up to ``max_hold_s``), so an overloaded machine does not flap.
+
+    Switching rungs starts the new filter afresh (one unsmoothed frame). ``mode`` is the rung in
+    use; ``on_change(old, new, down)`` is told of every switch (``down``: a step to a cheaper
+    mode).
+    """
+
+    def __init__(self, mode: str, dropped: Callable[[], int], *, window: int = 30,
+                 max_drop_ratio: float = 0.1, hold_s: float = 5.0, max_hold_s: float = 120.0,
+                 clock: Callable[[], float] = time.monotonic,
+                 on_change: Callable[[str, str, bool], None] | None = None) -> None:
+        asked = mode.lower()
+        make_temporal(asked)  # an unknown or look-ahead mode fails here, with the usual message
+        if window < 1 or not 0 < max_drop_ratio < 1 or hold_s <= 0 or max_hold_s < hold_s:
+            raise ConfigError("ShedUnderLoad: expected window >= 1, 0 < max_drop_ratio < 1 and "
+                              "0 < hold_s <= max_hold_s")
+        self.asked = asked
+        # the asked mode, then every cheaper rung below it
+        self._ladder = ((asked, *SHED_LADDER[SHED_LADDER.index(asked) + 1:])
+                        if asked in SHED_LADDER else (asked, "none"))
+        self._dropped = dropped
+        self._window: collections.deque[int] = collections.deque(maxlen=window)
+        self.max_drop_ratio = max_drop_ratio
+        self._base_hold_s = hold_s
+        self.max_hold_s = max_hold_s
+        self._clock = clock
+        self._on_change = on_change
+        self._rung = 0
+        self._filter = make_temporal(asked)
+        self._seen = dropped()
+        self._reset_policy()
+
+    @property
+    def mode(self) -> str:
+        """The mode running now: ``asked``, or a cheaper one while shedding."""
+        return self._ladder[self._rung]
+
+    def __call__(self, alpha: Alpha, frame: RGBImage) -> Alpha:
+        self._observe()
+        return self._filter(alpha, frame)
+
+    def reset(self) -> None:
+        self._filter.reset()
+
+    # -- the policy --
+
+    def _reset_policy(self) -> None:
+        now = self._clock()
+        self.hold_s = self._base_hold_s
+        self._calm_since = now  # the last drop, or the last switch
+        self._judging: float | None = None  # the drop ratio that made the last step down
+        self._stepped_up_s: float | None = None
+        self._rest_until = now
+
+    def _observe(self) -> None:
+        now = self._clock()
+        total = self._dropped()
+        new, self._seen = total - self._seen, total
+        if new:
+            self._calm_since = now
+        self._window.append(new)
+        if len(self._window) == self._window.maxlen:
+            drops = sum(self._window)
+            ratio = drops / (drops + len(self._window))
+            if self._judging is not None:
+                judged, self._judging = self._judging, None
+                if ratio > judged * 0.8:  # shedding bought next to nothing: take it back, rest
+                    self._switch(self._rung - 1, now)
+                    self._rest_until = now + self.max_hold_s
+                    return
+            if (ratio > self.max_drop_ratio and self._rung + 1 < len(self._ladder)
+                    and now >= self._rest_until):
+                if self._stepped_up_s is not None and now - self._stepped_up_s < 2 * self.hold_s:
+                    self.hold_s = min(2 * self.hold_s, self.max_hold_s)
+                self._stepped_up_s = None
+                self._switch(self._rung + 1, now)
+                self._judging = ratio
+                return
+        if self._rung > 0 and self._judging is None and now - self._calm_since >= self.hold_s:
+            self._switch(self._rung - 1, now)
+            self._stepped_up_s = now
+
+    def _switch(self, rung: int, now: float) -> None:
+        old, down = self.mode, rung > self._rung
+        self._rung = rung
+        self._filter = make_temporal(self.mode)
+        self._window.clear()
+        self._calm_since = now
+        if self._on_change is not None:
+            self._on_change(old, self.mode, down)

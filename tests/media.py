@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -169,3 +170,18 @@ class BrightnessEngine(Engine):
             time.sleep(self.delay_s)
         alpha: np.ndarray = (batch.mean(axis=3) > 127).astype(np.float32)
         return alpha
+
+
+class CostlySmoothing:
+    """The load of a smoothing mode too costly for the machine (``cost_s`` a frame, more than
+    the camera leaves between frames); the alpha passes through. Tests put it in place of a
+    real mode to drive the live load shedding."""
+
+    cost_s = 0.06
+
+    def __call__(self, alpha: np.ndarray, frame: np.ndarray) -> np.ndarray:
+        time.sleep(self.cost_s)
+        return alpha
+
+    def reset(self) -> None:
+        pass

@@ -13,7 +13,7 @@ import aiohttp
 import numpy as np
 import pytest
 from aiohttp import web
-from media import BrightnessEngine, square_frame
+from media import BrightnessEngine, CostlySmoothing, square_frame
 
 from streammatte.bench_live import CameraTrack, LiveClient, start_server
 from streammatte.errors import ConfigError
@@ -27,7 +27,7 @@ from streammatte.server.live import (
     live_config_from,
     parse_ice_servers,
 )
-from streammatte.temporal import DEFAULT_LIVE_MODE
+from streammatte.temporal import DEFAULT_LIVE_MODE, TEMPORAL_FILTERS
 
 W, H = 320, 240
 CELL = 16
@@ -149,6 +149,39 @@ def test_slow_engine_drops_frames_and_latency_stays_bounded() -> None:
         assert max(latencies) < 4 * delay + 0.1, f"max latency {max(latencies) * 1000:.0f} ms"
         assert reported and reported[-1]["dropped"] > 0
         assert reported[-1]["latency_ms"]["p95"] is not None
+
+    run(main)
+
+
+def test_smoothing_too_costly_for_the_camera_is_shed_unless_kept(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(TEMPORAL_FILTERS, "flow", CostlySmoothing)  # 60 ms; frames every 33
+
+    async def main() -> None:
+        async with serving(brightness_config(temporal="flow")) as (url, server):
+            track = CameraTrack(lambda i: square_frame(i, 160, 120)[0], fps=30)
+            client = await LiveClient.connect(url, track, keep_images=False)
+            await client.wait_frames(3)
+            peer = server.peers[client.peer_id]
+            deadline = time.monotonic() + 30
+            while peer.processor.smoothing == "flow" and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.5)
+            shed = peer.stats_json()
+            await asyncio.sleep(1.0)  # shed, the chain keeps up with the camera
+            calm = peer.stats_json()
+            reply = await client.send_settings({"keep_smoothing": True})
+            await asyncio.sleep(2.0)
+            kept = peer.stats_json()
+            reported = [m for m in client.messages if m.get("type") == "stats"]
+            await client.close()
+        assert shed["dropped"] > 10, "the costly smoothing made the track drop frames"
+        assert shed["smoothing"] == "adaptive" and shed["settings"]["temporal"] == "flow"
+        assert calm["dropped"] - shed["dropped"] <= 2 and calm["frames_out"] > shed["frames_out"]
+        assert any(m.get("smoothing") == "adaptive" for m in reported), "the page is told"
+        assert reply["type"] == "applied" and reply["settings"]["keep_smoothing"] is True
+        assert kept["smoothing"] == "flow", "keep_smoothing keeps the asked mode"
+        assert kept["dropped"] - calm["dropped"] > 10, "…and its cost: frames drop again"
 
     run(main)
 

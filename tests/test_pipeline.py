@@ -97,6 +97,30 @@ def test_latest_policy_drops_and_counts() -> None:
     assert stats.frames_out + stats.dropped == 300
 
 
+def test_drops_are_visible_while_the_run_goes_on() -> None:
+    """A live stage sheds work by watching the drop count, and the progress line shows it:
+    both must see drops before the end of the run."""
+    pipeline: Pipeline
+    seen_by_stage: list[int] = []
+    seen_by_progress: list[int] = []
+
+    def slow(batch: list[FramePacket]) -> list[FramePacket]:
+        time.sleep(0.005)
+        seen_by_stage.append(pipeline.dropped)
+        return batch
+
+    def camera() -> Iterator[FramePacket]:  # a frame every millisecond, for about 0.3 s
+        for packet in _frames(300):
+            time.sleep(0.001)
+            yield packet
+
+    pipeline = Pipeline(camera(), [Stage("slow", slow)], max_queue_frames=1,
+                        back_pressure="latest")
+    stats = pipeline.run(lambda s: seen_by_progress.append(s.dropped), progress_interval_s=0.01)
+    assert seen_by_stage == sorted(seen_by_stage) and 0 < seen_by_stage[-1] <= stats.dropped
+    assert any(d > 0 for d in seen_by_progress[:-1])
+
+
 def test_cancel_stops_the_run() -> None:
     pipeline: Pipeline
 

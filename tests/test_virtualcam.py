@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 import sys
 from pathlib import Path
 from typing import Any, ClassVar
@@ -10,13 +11,14 @@ from typing import Any, ClassVar
 import av
 import numpy as np
 import pytest
-from media import make_video, square_frame
+from media import CostlySmoothing, make_video, square_frame
 
 from streammatte.cli import main
 from streammatte.errors import SinkError, SourceError
 from streammatte.frames import FramePacket
 from streammatte.sinks.virtualcam import VirtualCameraSink, rgb_to_i420, rgb_to_nv12
 from streammatte.sources.camera import CameraSource, LoopedFileSource
+from streammatte.temporal import TEMPORAL_FILTERS
 
 pyvirtualcam = pytest.importorskip("pyvirtualcam", reason="pyvirtualcam ([vcam] extra) missing")
 
@@ -159,6 +161,27 @@ def test_live_command_file_to_virtual_camera(tmp_path: Path, recording_backend: 
     sent = recording_backend.sent
     assert len(sent) >= 10, f"1.5 s of a 20 fps clip should reach the camera, got {len(sent)}"
     assert all(frame.shape == (64 * 48 * 3 // 2,) for frame in sent)
+
+
+@pytest.mark.parametrize("keep", [False, True])
+def test_live_command_sheds_smoothing_it_has_no_time_for(
+        keep: bool, tmp_path: Path, recording_backend: Any, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setitem(TEMPORAL_FILTERS, "flow", CostlySmoothing)  # 60 ms; frames every 33
+    clip = tmp_path / "clip.mp4"
+    make_video(clip, frames=30, fps=30, size=(64, 48))
+    status = main(["live", "--file", str(clip), "--engine", "mog2", "--temporal", "flow",
+                   "--vcam-backend", "recording", "--duration-s", "3.5",
+                   *(["--keep-smoothing"] if keep else [])])
+    err = capsys.readouterr().err
+    assert status == 0
+    dropped = int(re.search(r"dropped (\d+) of", err).group(1))  # type: ignore[union-attr]
+    assert dropped > 10, err
+    if keep:
+        assert "smoothing" not in err, err
+    else:
+        assert "smoothing flow → adaptive: frames are being dropped" in err
+        assert "smoothing ended at adaptive (flow was shed to keep up" in err
 
 
 def test_live_command_without_a_backend_is_one_line(tmp_path: Path,

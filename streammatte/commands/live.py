@@ -17,7 +17,7 @@ from ..inference import open_engine
 from ..pipeline import CancelledRun, Pipeline, PipelineStats
 from ..sinks.virtualcam import VirtualCameraSink
 from ..sources.camera import CameraSource, LoopedFileSource
-from ..temporal import DEFAULT_LIVE_MODE, TEMPORAL_FILTERS
+from ..temporal import DEFAULT_LIVE_MODE, TEMPORAL_FILTERS, ShedUnderLoad
 from .common import SubParsers, add_engine_options, models_dir_from, parse_size
 
 
@@ -38,6 +38,10 @@ def add_parser(subparsers: SubParsers) -> None:
     parser.add_argument("--temporal", default=DEFAULT_LIVE_MODE, choices=sorted(TEMPORAL_FILTERS),
                         help=f"zero-lag smoothing of the matte (default: {DEFAULT_LIVE_MODE}; "
                         "adaptive is cheaper and suits a still camera; none: per frame)")
+    parser.add_argument("--keep-smoothing", action="store_true",
+                        help="keep --temporal while frames are being dropped (default: step "
+                        "down flow → adaptive → none while the machine falls behind, and back "
+                        "up once it keeps up)")
     vcam = parser.add_argument_group("virtual camera")
     vcam.add_argument("--vcam-device", metavar="DEV",
                       help="e.g. /dev/video10 (default: the first loopback device)")
@@ -77,6 +81,14 @@ def run(args: argparse.Namespace) -> int:
             compositor = Compositor(background, "rgb")
             try:
                 matter = Matter(engine, temporal=args.temporal, rembg_compat=args.rembg_compat)
+                # the shedder watches the pipeline's drop count; the pipeline is built after
+                # the stages that hold it, hence the late-bound holder
+                running: list[Pipeline] = []
+                shedder = None if args.keep_smoothing else ShedUnderLoad(
+                    args.temporal, lambda: running[0].dropped if running else 0,
+                    on_change=None if args.quiet else _say_shed)
+                if shedder is not None:
+                    matter.temporal = shedder
 
                 def write(packet: FramePacket) -> None:
                     if packet.output is not None and (width % 2 or height % 2):
@@ -85,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
 
                 pipeline = Pipeline(source, build_stages(matter, compositor, write, 1),
                                     max_queue_frames=1, back_pressure="latest")
+                running.append(pipeline)
                 stats = _run_until_stopped(pipeline, args.duration_s, args.quiet)
             finally:
                 compositor.close()
@@ -93,7 +106,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"\nsent {stats.frames_out} frames in {stats.elapsed_s:.1f} s "
               f"({stats.fps:.1f} fps), dropped {stats.dropped} of {stats.frames_in} "
               f"with {engine.describe()}", file=sys.stderr)
+        if shedder is not None and shedder.mode != args.temporal:
+            print(f"smoothing ended at {shedder.mode} ({args.temporal} was shed to keep up; "
+                  "--keep-smoothing keeps it)", file=sys.stderr)
     return 0
+
+
+def _say_shed(old: str, new: str, down: bool) -> None:
+    why = "frames are being dropped" if down else "keeping up again"
+    print(f"\nsmoothing {old} → {new}: {why}", file=sys.stderr)
 
 
 def _run_until_stopped(pipeline: Pipeline, duration_s: float | None, quiet: bool

@@ -48,7 +48,13 @@ from ..api import Matter
 from ..compose import NAMED_COLOURS, Compositor, parse_background
 from ..errors import ConfigError, StreamMatteError
 from ..inference import Engine, engine_names, open_engine
-from ..temporal import DEFAULT_LIVE_MODE, TEMPORAL_FILTERS, make_temporal
+from ..temporal import (
+    DEFAULT_LIVE_MODE,
+    TEMPORAL_FILTERS,
+    ShedUnderLoad,
+    TemporalFilter,
+    make_temporal,
+)
 from .api import OPENAPI_PATHS_KEY
 
 log = logging.getLogger(__name__)
@@ -184,6 +190,9 @@ class LiveSettings:
     engine: str = "u2netp"
     background: str = "blur"
     temporal: str = DEFAULT_LIVE_MODE
+    #: keep ``temporal`` even while frames are dropped; by default the smoothing steps down
+    #: (flow → adaptive → none) while the machine falls behind, and back up when it catches up
+    keep_smoothing: bool = False
     refine: bool = False
     #: colour and alpha side by side (for /obs?alpha=1) instead of a composite
     alpha: bool = False
@@ -195,7 +204,7 @@ class LiveSettings:
             raise ConfigError(f"unknown setting(s) {unknown} (known: {sorted(known)})")
         values: dict[str, Any] = {}
         for name, value in changes.items():
-            if name in ("refine", "alpha"):
+            if name in ("refine", "alpha", "keep_smoothing"):
                 if not isinstance(value, bool):
                     raise ConfigError(f"setting {name!r}: expected true or false, got {value!r}")
             elif not isinstance(value, str) or not value:
@@ -226,12 +235,16 @@ class FrameProcessor:
     """One peer's matting state. Confined to that peer's executor thread: every call to
     ``apply``, ``process`` and ``close`` runs there, one at a time, so it needs no lock."""
 
-    def __init__(self, config: LiveConfig, resolve_upload: Callable[[str], Path]) -> None:
+    def __init__(self, config: LiveConfig, resolve_upload: Callable[[str], Path],
+                 dropped: Callable[[], int] = lambda: 0) -> None:
         self._config = config
         self._resolve_upload = resolve_upload
+        #: the track's running count of frames dropped because this processor was busy
+        self._dropped = dropped
         self.settings: LiveSettings | None = None
         self._engine: Engine | None = None
         self._matter: Matter | None = None
+        self._shedder: ShedUnderLoad | None = None
         self._compositor: Compositor | None = None
         self._refine: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
 
@@ -239,17 +252,27 @@ class FrameProcessor:
     def engine_description(self) -> str:
         return self._engine.describe() if self._engine is not None else ""
 
+    @property
+    def smoothing(self) -> str:
+        """The temporal mode running now: the one asked for, or a cheaper one while shedding."""
+        if self._shedder is not None:
+            return self._shedder.mode
+        return self.settings.temporal if self.settings is not None else ""
+
     def apply(self, settings: LiveSettings) -> LiveSettings:
         """Switch to ``settings``; on error the previous settings stay in force."""
         old = self.settings
         engine, matter = self._engine, self._matter
         opened: Engine | None = None
         try:
+            shedder = self._shedder
             if old is None or settings.engine != old.engine or matter is None:
                 opened = self._config.open_engine(settings.engine)
                 engine, matter = opened, Matter(opened, temporal=settings.temporal)
-            elif settings.temporal != old.temporal:
-                matter.temporal = make_temporal(settings.temporal)
+                matter.temporal, shedder = self._smoothing(settings)
+            elif (settings.temporal, settings.keep_smoothing) != (old.temporal,
+                                                                   old.keep_smoothing):
+                matter.temporal, shedder = self._smoothing(settings)
             compositor = self._compositor
             if old is None or settings.background != old.background or compositor is None:
                 compositor = LiveCompositor(self._background(settings.background), "rgb")
@@ -263,9 +286,16 @@ class FrameProcessor:
         if compositor is not self._compositor and self._compositor is not None:
             self._compositor.close()
         self._engine, self._matter, self._compositor = engine, matter, compositor
+        self._shedder = shedder
         self._refine = refine
         self.settings = settings
         return settings
+
+    def _smoothing(self, settings: LiveSettings) -> tuple[TemporalFilter, ShedUnderLoad | None]:
+        if settings.keep_smoothing:
+            return make_temporal(settings.temporal), None
+        shedder = ShedUnderLoad(settings.temporal, self._dropped)
+        return shedder, shedder
 
     def _background(self, text: str) -> Any:
         lowered = text.strip().lower()
@@ -298,6 +328,7 @@ class FrameProcessor:
             self._engine.close()
             self._engine = None
         self._matter = None
+        self._shedder = None
 
 
 class LiveCompositor(Compositor):
@@ -474,7 +505,9 @@ class LivePeer:
         self.pc = pc
         self.settings = settings
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"sm-live-{self.id}")
-        self.processor = FrameProcessor(server.config, server.upload_path)
+        self.stats = LiveStats()
+        self.processor = FrameProcessor(server.config, server.upload_path,
+                                        dropped=lambda: self.stats.dropped)
         self.track: MatteTrack | None = None
         self.channel: RTCDataChannel | None = None
         self.created_s = time.perf_counter()
@@ -499,16 +532,16 @@ class LivePeer:
         while not self._closed:
             await asyncio.sleep(interval)
             now = time.perf_counter()
-            last = self.track.stats.last_receive_s if self.track else 0.0
-            if now - (last or self.created_s) > idle_limit:
+            if now - (self.stats.last_receive_s or self.created_s) > idle_limit:
                 log.info("live peer %s sent no frame for %.1f s: closing", self.id, idle_limit)
                 await self.close()
                 return
             self.send({"type": "stats", **self.stats_json()})
 
     def stats_json(self) -> dict[str, Any]:
-        stats = self.track.stats.as_json() if self.track else LiveStats().as_json()
+        stats = self.stats.as_json()
         stats["engine"] = self.processor.engine_description
+        stats["smoothing"] = self.processor.smoothing
         stats["settings"] = {f.name: getattr(self.settings, f.name)
                              for f in fields(self.settings)}
         return stats
@@ -717,7 +750,7 @@ class LiveServer:
         def on_track(track: MediaStreamTrack) -> None:
             if track.kind != "video" or peer.track is not None:
                 return
-            peer.track = MatteTrack(track, peer.processor.process, peer.executor)
+            peer.track = MatteTrack(track, peer.processor.process, peer.executor, peer.stats)
             pc.addTrack(peer.track)
 
         @pc.on("datachannel")
@@ -819,6 +852,9 @@ def openapi_paths() -> dict[str, Any]:
                     "background": {"type": "string", "description": "blur, a colour name, "
                                    "#rrggbb, or upload:<id> from /api/live/backgrounds"},
                     "temporal": {"type": "string", "enum": sorted(TEMPORAL_FILTERS)},
+                    "keep_smoothing": {"type": "boolean", "description": "keep temporal "
+                                       "while frames are dropped (default false: it steps "
+                                       "down flow → adaptive → none, and back up)"},
                     "refine": {"type": "boolean"},
                     "alpha": {"type": "boolean",
                               "description": "colour and matte side by side (/obs?alpha=1)"}}}
@@ -844,7 +880,8 @@ def openapi_paths() -> dict[str, Any]:
             "responses": {"200": {"description": "the live page's configuration"},
                           "401": {"description": "missing or wrong token", "content": error}}}},
         "/api/live/peers": {"get": {
-            "summary": "Per-session statistics: fps, latency percentiles, drops, settings",
+            "summary": "Per-session statistics: fps, latency percentiles, drops, settings, "
+                       "the smoothing running",
             "responses": {"200": {"description": "peer id → statistics"},
                           "401": {"description": "missing or wrong token", "content": error}}}},
         "/api/live/backgrounds": {"post": {

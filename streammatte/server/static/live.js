@@ -169,6 +169,9 @@
     overlay.textContent =
       `${(s.fps || 0).toFixed(1)} fps · +${fmt(lat.p50)} ms (p95 ${fmt(lat.p95)}) · ` +
       `dropped ${s.dropped} of ${s.frames_in}` + (s.engine ? ` · ${s.engine}` : "") +
+      // the server steps smoothing down while it falls behind: say so, and what runs instead
+      (s.smoothing && s.settings && s.smoothing !== s.settings.temporal
+        ? ` · smoothing ${s.smoothing} (${s.settings.temporal} shed to keep up)` : "") +
       (s.error ? ` · ${s.error}` : "");
   }
 
