@@ -12,13 +12,15 @@ from typing import Any
 
 import av
 import numpy as np
+import pytest
 from aiohttp import web
 from browser import Chromium, Page
-from media import BrightnessEngine, square_frame
+from media import BrightnessEngine, CostlySmoothing, square_frame
 
 from streammatte.bench_live import start_server
 from streammatte.inference import Engine
 from streammatte.server.live import LiveConfig, install
+from streammatte.temporal import TEMPORAL_FILTERS
 
 W, H = 320, 240
 
@@ -57,10 +59,10 @@ def brightness_factory(name: str) -> Engine:
     return BrightnessEngine()
 
 
-async def serve_live(background: str) -> tuple[web.AppRunner, str]:
+async def serve_live(background: str, temporal: str = "flow") -> tuple[web.AppRunner, str]:
     app = web.Application()
     install(app, LiveConfig(engine="brightness", engines=("brightness",), background=background,
-                            engine_factory=brightness_factory))
+                            temporal=temporal, engine_factory=brightness_factory))
     # chromium and the server talk over the host's own address, as a LAN peer would
     return await start_server(app)
 
@@ -130,3 +132,38 @@ def test_obs_page_recombines_alpha_onto_a_transparent_canvas(tmp_path: Path,
     # the band holds the opaque bright square (a third of the width) and transparent rest
     assert 40 < band[3] < 160, f"band alpha {band[3]:.0f}"
 
+
+
+def test_live_page_says_when_smoothing_is_shed_and_keeps_it_on_request(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(TEMPORAL_FILTERS, "flow", CostlySmoothing)  # 60 ms; frames every 33
+    y4m = tmp_path / "camera.y4m"
+    write_y4m(y4m)
+    stats_js = "window.streammatte.state.stats"
+
+    async def main() -> tuple[str, dict[str, Any], bool, dict[str, Any]]:
+        runner, url = await serve_live("#00ff00", temporal="flow")
+        try:
+            async with browser_page(f"{url}/live?autostart=1", y4m) as page:
+                await page.wait_for(f"{stats_js} && {stats_js}.smoothing === 'adaptive'",
+                                    timeout_s=60)
+                await page.wait_for("document.getElementById('overlay').textContent"
+                                    ".includes('shed')")
+                shed_text = await page.evaluate("document.getElementById('overlay')"
+                                                ".textContent")
+                shed = await page.evaluate(stats_js)
+                await page.evaluate("document.getElementById('keep-smoothing').click()")
+                await page.wait_for(f"{stats_js}.smoothing === 'flow' && "
+                                    f"{stats_js}.settings.keep_smoothing === true", timeout_s=30)
+                await asyncio.sleep(1.5)
+                kept = await page.evaluate(stats_js)
+                shown = await page.evaluate("document.getElementById('overlay').textContent"
+                                            ".includes('shed')")
+        finally:
+            await runner.cleanup()
+        return shed_text, shed, shown, kept
+
+    shed_text, shed, shown_after, kept = asyncio.run(asyncio.wait_for(main(), 180))
+    assert "smoothing adaptive (flow shed to keep up)" in shed_text
+    assert shed["settings"]["temporal"] == "flow" and shed["dropped"] > 0
+    assert kept["smoothing"] == "flow" and not shown_after

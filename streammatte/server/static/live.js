@@ -92,6 +92,7 @@
       if (params.get(name)) out[name] = params.get(name);
     }
     if (params.get("refine")) out.refine = params.get("refine") === "1";
+    if (params.get("keep_smoothing")) out.keep_smoothing = params.get("keep_smoothing") === "1";
     if (params.get("alpha")) out.alpha = params.get("alpha") === "1";
     return out;
   }
@@ -126,6 +127,7 @@
   const original = $("original"), processed = $("processed");
   const engineSel = $("engine"), bgSel = $("background"), colour = $("colour");
   const upload = $("upload"), temporalSel = $("temporal"), refine = $("refine");
+  const keepSmoothing = $("keep-smoothing");
   const startBtn = $("start"), statusEl = $("status"), overlay = $("overlay");
   let uploadedBackground = null;
 
@@ -158,6 +160,7 @@
       engine: engineSel.value,
       background: currentBackground(),
       temporal: temporalSel.value,
+      keep_smoothing: keepSmoothing.checked,
       refine: refine.checked,
     };
   }
@@ -182,6 +185,7 @@
       fill(engineSel, config.engines, wanted.engine);
       fill(temporalSel, config.temporal, wanted.temporal);
       refine.checked = !!wanted.refine;
+      keepSmoothing.checked = !!wanted.keep_smoothing;
       if (wanted.background === "blur") {
         bgSel.value = "blur";
       } else if (wanted.background.startsWith("#")) {
@@ -251,6 +255,7 @@
   engineSel.addEventListener("change", apply);
   temporalSel.addEventListener("change", apply);
   refine.addEventListener("change", apply);
+  keepSmoothing.addEventListener("change", apply);
   upload.addEventListener("change", async () => {
     const file = upload.files && upload.files[0];
     if (!file) return;
