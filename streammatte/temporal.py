@@ -599,6 +599,7 @@ class ShedUnderLoad:
     a single drop, one rung is taken back up; a rung that brings the drops straight back
     doubles the hold (up to ``max_hold_s``), so an overloaded machine does not flap.
 
+    Drops before the first answered frame (the engine's first, slow run) are not counted.
     Switching rungs starts the new filter afresh (one unsmoothed frame). ``mode`` is the rung in
     use; ``on_change(old, new, down)`` is told of every switch (``down``: a step to a cheaper
     mode).
@@ -626,7 +627,9 @@ class ShedUnderLoad:
         self._on_change = on_change
         self._rung = 0
         self._filter = make_temporal(asked)
-        self._seen = dropped()
+        # counted from the first answered frame on: what the source dropped while the first
+        # frame was inferred is the engine warming up (first-run allocation), not load
+        self._seen: int | None = None
         self._reset_policy()
 
     @property
@@ -654,6 +657,9 @@ class ShedUnderLoad:
     def _observe(self) -> None:
         now = self._clock()
         total = self._dropped()
+        if self._seen is None:
+            self._seen = total
+            return
         new, self._seen = total - self._seen, total
         if new:
             self._calm_since = now

@@ -81,10 +81,11 @@ def test_no_drops_keeps_the_asked_mode_and_its_output() -> None:
 def test_sheds_a_rung_per_window_until_the_drops_stop() -> None:
     load = Load(smoothing_bound)
     f = load.shedder("flow", window=30)
-    modes = load.run(f, 4.0)
+    modes = load.run(f, 5.0)
     assert [(a, b) for _, a, b, _ in load.changes] == [("flow", "adaptive"), ("adaptive", "none")]
-    # one window at each rung before the step: 30 answered frames
-    assert modes.index("adaptive") == 29 and modes.index("none") == 59
+    # one window at each rung before the step: 30 answered frames (after the first, whose
+    # drops are the engine warming up)
+    assert modes.index("adaptive") == 30 and modes.index("none") == 60
     assert f.mode == "none"
     # shed to none, the output is the model's alpha as it is
     np.testing.assert_array_equal(f(_alpha(), _frame()), _alpha())
@@ -93,7 +94,7 @@ def test_sheds_a_rung_per_window_until_the_drops_stop() -> None:
 def test_takes_rungs_back_once_calm_for_the_hold() -> None:
     load = Load(smoothing_bound)
     f = load.shedder("flow", hold_s=5.0)
-    load.run(f, 4.0)
+    load.run(f, 5.0)
     assert f.mode == "none"
     load.drops_per_frame = lambda mode: 0.0  # the load went away
     load.run(f, 4.0)
@@ -136,11 +137,22 @@ def test_keeps_the_smoothing_when_the_engine_is_what_is_slow() -> None:
 def test_ladders_below_other_modes() -> None:
     load = Load(lambda mode: 0.0 if mode == "none" else 1.0)
     ema = load.shedder("ema")
-    load.run(ema, 3.0)
+    load.run(ema, 4.0)
     assert [(a, b) for _, a, b, _ in load.changes] == [("ema", "none")]
     plain = load.shedder("none")
     load.run(plain, 5.0)
     assert plain.mode == "none" and len(load.changes) == 1, "nothing below none"
+
+
+def test_drops_while_the_first_frame_is_inferred_are_warm_up_not_load() -> None:
+    load = Load(lambda mode: 0.0)
+    f = load.shedder("flow", window=30)
+    load.dropped = 8  # the engine's first run took a quarter of a second
+    load.run(f, 2.0)
+    assert f.mode == "flow" and load.changes == []
+    load.dropped += 8  # the same drops later are load
+    load.run(f, 2.0)
+    assert [(a, b) for _, a, b, _ in load.changes] == [("flow", "adaptive")]
 
 
 def test_refuses_bad_modes_and_limits() -> None:
