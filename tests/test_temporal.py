@@ -85,6 +85,8 @@ def test_scene_cut_resets_to_the_new_alpha(name: str) -> None:
     new = np.zeros(a.shape[:2], np.float32)
     new[:, :10] = 1.0
     out = _run(name, [old] * 4 + [new] * 3, [a] * 4 + [b] * 3)
+    # nothing of the next shot leaks back into the last frame of this one (look-ahead)
+    np.testing.assert_allclose(out[3], old, atol=1e-3)
     if name == "bidirectional":  # its guided refinement may move the edge, not the old matte
         np.testing.assert_allclose(out[4][:, 14:], 0.0, atol=1e-3)
         assert M.iou(out[4], new) > 0.9
@@ -94,19 +96,19 @@ def test_scene_cut_resets_to_the_new_alpha(name: str) -> None:
 
 def test_bidirectional_answers_late_but_answers_every_frame() -> None:
     f = T.make_streaming("bidirectional")
-    assert f.delay == 3
+    assert f.delay == 10
     assert T.make_streaming(T.DEFAULT_FILE_MODE).delay == T.DEFAULT_FILE_DELAY  # help texts
     frame = _textured()
     alpha = np.zeros(frame.shape[:2], np.float32)
-    got = [len(f.push(alpha, frame)) for _ in range(7)]
-    assert got == [0, 0, 0, 1, 1, 1, 1]
-    assert len(f.flush()) == 3
+    got = [len(f.push(alpha, frame)) for _ in range(14)]
+    assert got == [0] * 10 + [1] * 4
+    assert len(f.flush()) == 10
     assert f.flush() == []
 
 
-@pytest.mark.parametrize("n", [1, 2, 3, 4, 9])
+@pytest.mark.parametrize("n", [1, 2, 9, 11, 14])
 def test_bidirectional_n_pushes_and_a_flush_give_n_outputs_in_order(n: int) -> None:
-    frame = _textured(48, 400)  # wider than the working copy: the 320 px path and the upsampling
+    frame = _textured(48, 800)  # wider than the working copy: the 640 px path and the upsampling
     f = T.make_streaming("bidirectional")
     out: list[np.ndarray] = []
     for i in range(n):
@@ -225,8 +227,10 @@ def test_size_change_restarts_the_filter() -> None:
 def test_bad_weights_are_config_errors() -> None:
     with pytest.raises(ConfigError, match="ema weight"):
         T.FixedEma(0.0)
-    with pytest.raises(ConfigError, match="radius"):
+    with pytest.raises(ConfigError, match="look-ahead"):
         T.Bidirectional(0)
+    with pytest.raises(ConfigError, match="memory"):
+        T.Bidirectional(memory=1.0)
 
 
 def test_real_u2netp_bidirectional_steadier_on_davis(u2netp_path: Path,
