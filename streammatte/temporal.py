@@ -68,13 +68,19 @@ class LookaheadFilter(Protocol):
 
 # -- shared pieces --------------------------------------------------------------------------
 
+def _shrink(image: np.ndarray, width: int) -> np.ndarray:
+    """``image`` brought down to ``width`` px wide (aspect kept, area-averaged); as it is when
+    it is no wider."""
+    h, w = image.shape[:2]
+    if w <= width:
+        return image
+    size = (width, max(1, round(h * width / w)))
+    return np.asarray(cv2.resize(image, size, interpolation=cv2.INTER_AREA))
+
+
 def _grey_small(frame: RGBImage, width: int) -> npt.NDArray[np.uint8]:
     grey = frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
-    h, w = grey.shape[:2]
-    if w > width:
-        grey = cv2.resize(grey, (width, max(1, round(h * width / w))),
-                          interpolation=cv2.INTER_AREA)
-    return np.asarray(grey, dtype=np.uint8)
+    return np.asarray(_shrink(np.asarray(grey), width), dtype=np.uint8)
 
 
 class SceneCutDetector:
@@ -348,9 +354,8 @@ def _consistency(there: FloatArray, back: FloatArray, tau: float, rel: float) ->
 @dataclass(slots=True)
 class _Item:
     alpha: Alpha  # at working size
-    luma: FloatArray  # at working size
-    grey: npt.NDArray[np.uint8]
-    guide: FloatArray  # the frame at working size, RGB float in [0, 1]
+    small: RGBImage  # the frame at working size
+    grey: npt.NDArray[np.uint8]  # ... and its grey, for the flow and the photometric check
     frame: RGBImage  # full size, the guide of the final refinement
     #: this frame's own evidence, H×W×3 sums (α, 1, α²): see _carry
     own: FloatArray
@@ -461,23 +466,22 @@ class Bidirectional:
     def push(self, alpha: Alpha, frame: RGBImage) -> list[Alpha]:
         rgb: RGBImage = (frame if frame.ndim == 3 else
                          np.asarray(cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB), np.uint8))
-        small = self._small(rgb)
+        small = _shrink(rgb, self.width)
         grey = np.asarray(cv2.cvtColor(small, cv2.COLOR_RGB2GRAY), np.uint8)
         cut = self._cuts(rgb)
         prev = self._items[-1] if self._items else None
         if prev is not None and prev.grey.shape != grey.shape:
             cut = True
-        small_alpha = np.asarray(self._small(np.asarray(alpha, np.float32)), np.float32)
-        item = _Item(small_alpha, grey.astype(np.float32), grey,
-                     small.astype(np.float32) * np.float32(1 / 255), rgb,
-                     _evidence(small_alpha))
+        small_alpha = np.asarray(_shrink(np.asarray(alpha, np.float32), self.width), np.float32)
+        item = _Item(small_alpha, small, grey, rgb, _evidence(small_alpha))
         if prev is not None and not cut:
             fwd = np.asarray(self._dis.calc(prev.grey, grey, None),  # type: ignore[call-overload]
                              np.float32)
             bwd = np.asarray(self._dis.calc(grey, prev.grey, None),  # type: ignore[call-overload]
                              np.float32)
-            prev.to_next = self._link(fwd, bwd, prev.luma, item.luma)
-            item.to_prev = self._link(bwd, fwd, item.luma, prev.luma)
+            here, there = prev.grey.astype(np.float32), grey.astype(np.float32)
+            prev.to_next = self._link(fwd, bwd, here, there)
+            item.to_prev = self._link(bwd, fwd, there, here)
         if prev is None or item.to_prev is None or prev.forward is None:
             item.forward = item.own
         else:
@@ -498,13 +502,6 @@ class Bidirectional:
         self._cuts.reset()
 
     # -- the work --
-
-    def _small(self, image: np.ndarray) -> np.ndarray:
-        h, w = image.shape[:2]
-        if w <= self.width:
-            return image
-        size = (self.width, max(1, round(h * self.width / w)))
-        return np.asarray(cv2.resize(image, size, interpolation=cv2.INTER_AREA))
 
     def _link(self, flow: FloatArray, back: FloatArray, here: FloatArray, there: FloatArray
               ) -> _Link:
@@ -539,13 +536,9 @@ class Bidirectional:
             spread = np.sqrt(np.maximum(var, 0.0))
             crisp = 1.0 / (1.0 + np.exp(-self.sharpen * (mean - 0.5)))
             mean = mean + np.minimum(spread / self.spread, 1.0) * (crisp - mean)
-        fused, guide = np.asarray(mean, np.float32), cur.guide
-        h, w = fused.shape
-        if w > self.guide_width:
-            size = (self.guide_width, max(1, round(h * self.guide_width / w)))
-            fused = np.asarray(cv2.resize(fused, size, interpolation=cv2.INTER_AREA), np.float32)
-            guide = np.asarray(cv2.resize(guide, size, interpolation=cv2.INTER_AREA), np.float32)
-        return guided_apply(fused, guide, cur.frame, *self.guide)
+        fused = np.asarray(_shrink(np.asarray(mean, np.float32), self.guide_width), np.float32)
+        guide = _shrink(cur.small.astype(np.float32) * np.float32(1 / 255), self.guide_width)
+        return guided_apply(fused, np.asarray(guide, np.float32), cur.frame, *self.guide)
 
 
 class ZeroLag:
