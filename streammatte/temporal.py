@@ -644,7 +644,8 @@ class ShedUnderLoad:
                  clock: Callable[[], float] = time.monotonic,
                  on_change: Callable[[str, str, bool], None] | None = None) -> None:
         asked = mode.lower()
-        make_temporal(asked)  # an unknown or look-ahead mode fails here, with the usual message
+        # an unknown or look-ahead mode fails here, with the usual message
+        self._filter = make_temporal(asked)
         if window < 1 or not 0 < max_drop_ratio < 1 or hold_s <= 0 or max_hold_s < hold_s:
             raise ConfigError("ShedUnderLoad: expected window >= 1, 0 < max_drop_ratio < 1 and "
                               "0 < hold_s <= max_hold_s")
@@ -655,16 +656,19 @@ class ShedUnderLoad:
         self._dropped = dropped
         self._window: collections.deque[int] = collections.deque(maxlen=window)
         self.max_drop_ratio = max_drop_ratio
-        self._base_hold_s = hold_s
+        self.hold_s = hold_s
         self.max_hold_s = max_hold_s
         self._clock = clock
         self._on_change = on_change
         self._rung = 0
-        self._filter = make_temporal(asked)
         # counted from the first answered frame on: what the source dropped while the first
         # frame was inferred is the engine warming up (first-run allocation), not load
         self._seen: int | None = None
-        self._reset_policy()
+        now = clock()
+        self._calm_since = now  # the last drop, or the last switch
+        self._judging: float | None = None  # the drop ratio that made the last step down
+        self._stepped_up_s: float | None = None
+        self._rest_until = now
 
     @property
     def mode(self) -> str:
@@ -679,14 +683,6 @@ class ShedUnderLoad:
         self._filter.reset()
 
     # -- the policy --
-
-    def _reset_policy(self) -> None:
-        now = self._clock()
-        self.hold_s = self._base_hold_s
-        self._calm_since = now  # the last drop, or the last switch
-        self._judging: float | None = None  # the drop ratio that made the last step down
-        self._stepped_up_s: float | None = None
-        self._rest_until = now
 
     def _observe(self) -> None:
         now = self._clock()

@@ -81,11 +81,11 @@ def run(args: argparse.Namespace) -> int:
             compositor = Compositor(background, "rgb")
             try:
                 matter = Matter(engine, temporal=args.temporal, rembg_compat=args.rembg_compat)
-                # the shedder watches the pipeline's drop count; the pipeline is built after
-                # the stages that hold it, hence the late-bound holder
-                running: list[Pipeline] = []
+                # the shedder watches the pipeline's drop count. The pipeline is built after
+                # the stages that hold the shedder, so the name is bound late: the count is
+                # first read on the first answered frame, when the pipeline is running
                 shedder = None if args.keep_smoothing else ShedUnderLoad(
-                    args.temporal, lambda: running[0].dropped if running else 0,
+                    args.temporal, lambda: pipeline.dropped,
                     on_change=None if args.quiet else _say_shed)
                 if shedder is not None:
                     matter.temporal = shedder
@@ -97,7 +97,6 @@ def run(args: argparse.Namespace) -> int:
 
                 pipeline = Pipeline(source, build_stages(matter, compositor, write, 1),
                                     max_queue_frames=1, back_pressure="latest")
-                running.append(pipeline)
                 stats = _run_until_stopped(pipeline, args.duration_s, args.quiet)
             finally:
                 compositor.close()
