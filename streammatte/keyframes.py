@@ -1,0 +1,419 @@
+"""Keyframes plus propagation: the engine runs only on some frames; one optical flow per frame
+pair carries its mattes to the frames between and smooths them.
+
+Two steps, driven by a chain in frame order:
+
+- ``MotionStep`` sees every frame first, before the engine. It brings the frame to a small
+  working copy, computes the optical flow between it and the previous frame (once per pair),
+  checks where that flow can be trusted, and decides whether the engine must run on this frame
+  (``Motion.keyframe``): the first frame, a scene cut, propagation too unreliable since the last
+  keyframe (occlusion, new content, flow that fails its checks), or ``max_interval`` frames
+  since the last one.
+- ``Propagator`` receives every frame with its ``Motion`` and, for keyframes only, the engine's
+  alpha. It runs a forward and a backward recursion along the flow (the keyframes' evidence
+  carried frame to frame, discounted where the flow is not trusted), merges them and upsamples
+  the result to frame size. It answers ``lookahead`` frames late (0: forward only, for live)
+  with one alpha per frame, in order; ``flush()`` answers the rest at the end of the stream.
+
+The same flow serves the propagation and the smoothing: at keyframes the recursion merges the
+engine's alpha with the neighbouring keyframes' evidence, which averages the model's
+frame-to-frame error out as ``temporal.Bidirectional`` does with every frame's alpha.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from .errors import ConfigError
+from .frames import Alpha, RGBImage
+from .refine import guided_apply
+from .temporal import SceneCutDetector, _grid, _sample, _shrink
+
+FloatArray = npt.NDArray[np.float32]
+FlowPreset = Literal["ultrafast", "fast", "medium"]
+_PRESETS: dict[str, int] = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
+                            "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
+                            "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KeyframeConfig:
+    """How keyframes are chosen and how mattes are carried between them.
+
+    Sizes are in pixels of the working copy (``width`` wide). ``max_risk`` bounds the
+    unreliability accumulated since the last keyframe: the sum over frames of the share of the
+    working copy where the flow fails its checks. ``max_interval`` 1 runs the engine on every
+    frame (smoothing only).
+    """
+
+    width: int = 384
+    flow_width: int | None = None  # the flow computed at this width and scaled; None: width
+    flow_preset: FlowPreset = "medium"
+    flow_refine: int = 0  # DIS variational refinement iterations (0: off)
+    backward_flow: bool = True  # a second DIS call for the reverse flow; False: invert the one
+    invert_iterations: int = 3
+    max_interval: int = 8
+    max_risk: float = 0.25
+    risk_threshold: float = 0.5  # a pixel counts as unreliable below this confidence
+    max_motion: float = 1e9  # accumulated mean motion (working px) since the last keyframe
+    lookahead: int = 8
+    memory: float = 0.9
+    floor: float = 1e-4
+    sigma: float = 25.0
+    fb_tolerance: float = 1.2
+    fb_relative: float = 0.1
+    sharpen: float = 10.0
+    spread: float = 0.1
+    sharpen_floor: float = 0.0  # the sharpening's share where the evidence agrees
+    own_weight: float = 1.0  # an engine alpha's weight in the sums
+    resnap_radius: int = 0  # >0: carried mattes re-fitted to each frame by a guided filter
+    resnap_eps: float = 1e-3
+    guide_width: int = 480  # 0: bilinear upsampling
+    guide_radius: int = 1
+    guide_eps: float = 1e-4
+    scene_cut: float = 40.0
+
+    def __post_init__(self) -> None:
+        if self.width < 16 or (self.flow_width is not None and self.flow_width < 16):
+            raise ConfigError(f"working widths should be >= 16 px, got {self.width}, "
+                              f"{self.flow_width}")
+        if self.max_interval < 1:
+            raise ConfigError(f"max_interval should be >= 1 frame, got {self.max_interval}")
+        if self.lookahead < 0:
+            raise ConfigError(f"look-ahead should be >= 0 frames, got {self.lookahead}")
+        if not 0 <= self.memory < 1:
+            raise ConfigError(f"memory should be in [0, 1), got {self.memory}")
+        if self.flow_preset not in _PRESETS:
+            raise ConfigError(f"unknown DIS preset {self.flow_preset!r} "
+                              f"(choose from: {', '.join(_PRESETS)})")
+
+
+@dataclass(slots=True)
+class Link:
+    """From a frame to a neighbour: where each working pixel lies there (absolute x, y,
+    H×W×2) and how far the neighbour's content is trusted there (H×W in [0, 1]: the
+    forward–backward check × the photometric check)."""
+
+    where: FloatArray
+    confidence: FloatArray
+
+
+@dataclass(slots=True)
+class Motion:
+    """What ``MotionStep`` attaches to a frame: all the propagator needs besides the alpha."""
+
+    index: int
+    keyframe: bool
+    #: why the engine runs here: "first", "cut", "risk", "motion", "interval", or "" if it does not
+    reason: str
+    small: RGBImage  # the frame at working size
+    grey: npt.NDArray[np.uint8]
+    #: this frame → the previous one, and the previous → this; None at the first frame or a cut
+    to_prev: Link | None
+    prev_to_next: Link | None
+    #: share of the working copy where the flow to the previous frame fails its checks
+    unreliable: float = 0.0
+    #: mean motion to the previous frame, working px
+    motion: float = 0.0
+    #: 90th percentile of the motion relative to the frame's median motion (things that move
+    #: against the camera), working px
+    relative: float = 0.0
+
+
+def _dis(cfg: KeyframeConfig) -> cv2.DISOpticalFlow:
+    dis = cv2.DISOpticalFlow.create(_PRESETS[cfg.flow_preset])
+    # the finest scale is the working copy itself: finer flow is what lines edges up
+    dis.setFinestScale(0)
+    # variational refinement smooths the flow across object boundaries, where mattes must line up
+    dis.setVariationalRefinementIterations(cfg.flow_refine)
+    return dis
+
+
+def _invert(flow: FloatArray, iterations: int) -> FloatArray:
+    """The reverse of ``flow`` (which maps each pixel x of A to x + flow(x) in B): for each
+    pixel y of B, r(y) with y + r(y) in A, from the fixed point r(y) = −flow(y + r(y))."""
+    grid = _grid(*flow.shape[:2])
+    rev = -flow
+    for _ in range(iterations):
+        rev = -np.asarray(_sample(flow, grid + rev), np.float32)
+    return np.asarray(rev, np.float32)
+
+
+def _confidence(flow: FloatArray, back: FloatArray | None, here: FloatArray,
+                there: FloatArray, cfg: KeyframeConfig) -> tuple[FloatArray, FloatArray]:
+    """(absolute positions in the neighbour, confidence): the forward–backward check (where
+    the reverse flow ``back`` is known) × the photometric check."""
+    where = _grid(*flow.shape[:2]) + flow
+    seen = _sample(there, where)
+    d = cv2.GaussianBlur(np.abs(here - seen), (7, 7), 0)
+    conf = np.exp(-np.square(d / cfg.sigma))
+    if back is not None:
+        returned = _sample(back, where)
+        err = (np.square(flow[..., 0] + returned[..., 0])
+               + np.square(flow[..., 1] + returned[..., 1]))
+        mag = np.square(flow).sum(axis=2) + np.square(returned).sum(axis=2)
+        tau = cfg.fb_tolerance
+        conf *= np.exp(-err / (tau * tau + cfg.fb_relative * mag))
+    return np.asarray(where, np.float32), np.asarray(conf, np.float32)
+
+
+class MotionStep:
+    """Sees each frame first (in order) and says whether the engine must run on it.
+
+    Not thread-safe; one per stream. ``reset()`` forgets the previous frame (seek)."""
+
+    def __init__(self, config: KeyframeConfig | None = None) -> None:
+        self.config = config or KeyframeConfig()
+        self._dis = _dis(self.config)
+        self._cuts = SceneCutDetector(self.config.scene_cut)
+        self._prev: tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8]] | None = None
+        self._index = 0
+        self._since = 0  # frames since the last keyframe
+        self._risk = 0.0
+        self._moved = 0.0
+
+    def __call__(self, frame: RGBImage) -> Motion:
+        cfg = self.config
+        rgb: RGBImage = (frame if frame.ndim == 3 else
+                         np.asarray(cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB), np.uint8))
+        small = np.asarray(_shrink(rgb, cfg.width), np.uint8)
+        grey = np.asarray(cv2.cvtColor(small, cv2.COLOR_RGB2GRAY), np.uint8)
+        cut = self._cuts(rgb)
+        index, self._index = self._index, self._index + 1
+        prev, self._prev = self._prev, (grey, self._flow_grey(grey, rgb))
+        if prev is None or cut or prev[0].shape != grey.shape:
+            self._keyframe()
+            return Motion(index, True, "first" if prev is None else "cut", small, grey,
+                          None, None)
+        back = self._flow(self._prev[1], prev[1], grey.shape)  # this → previous
+        here, there = grey.astype(np.float32), prev[0].astype(np.float32)
+        if cfg.lookahead == 0 and not cfg.backward_flow:
+            # forward only: the link back to the previous frame is all the propagator uses
+            to_prev, prev_to_next = Link(*_confidence(back, None, here, there, cfg)), None
+        else:
+            fwd = (self._flow(prev[1], self._prev[1], grey.shape) if cfg.backward_flow
+                   else _invert(back, cfg.invert_iterations))
+            to_prev = Link(*_confidence(back, fwd, here, there, cfg))
+            prev_to_next = Link(*_confidence(fwd, back, there, here, cfg))
+        unreliable = float(np.count_nonzero(to_prev.confidence < cfg.risk_threshold)
+                           / to_prev.confidence.size)
+        motion = float(np.sqrt(np.square(back).sum(axis=2)).mean())
+        dominant = np.median(back.reshape(-1, 2), axis=0)
+        relative = float(np.percentile(np.sqrt(np.square(back - dominant).sum(axis=2)), 90))
+        self._since += 1
+        self._risk += unreliable
+        self._moved += motion
+        reason = ("interval" if self._since >= cfg.max_interval else
+                  "risk" if self._risk > cfg.max_risk else
+                  "motion" if self._moved > cfg.max_motion else "")
+        if reason:
+            self._keyframe()
+        return Motion(index, bool(reason), reason, small, grey, to_prev, prev_to_next,
+                      unreliable, motion, relative)
+
+    def reset(self) -> None:
+        self._prev = None
+        self._cuts.reset()
+        self._keyframe()
+
+    def _keyframe(self) -> None:
+        self._since, self._risk, self._moved = 0, 0.0, 0.0
+
+    def _flow_grey(self, grey: npt.NDArray[np.uint8], rgb: RGBImage) -> npt.NDArray[np.uint8]:
+        fw = self.config.flow_width
+        if fw is None or fw == grey.shape[1]:
+            return grey
+        if fw < grey.shape[1]:
+            return np.asarray(_shrink(grey, fw), np.uint8)
+        return np.asarray(cv2.cvtColor(np.asarray(_shrink(rgb, fw), np.uint8),
+                                       cv2.COLOR_RGB2GRAY), np.uint8)
+
+    def _flow(self, a: npt.NDArray[np.uint8], b: npt.NDArray[np.uint8],
+              shape: tuple[int, ...]) -> FloatArray:
+        flow = np.asarray(self._dis.calc(a, b, None), np.float32)  # type: ignore[call-overload]
+        h, w = shape[:2]
+        if flow.shape[:2] != (h, w):
+            sx, sy = w / flow.shape[1], h / flow.shape[0]
+            interp = cv2.INTER_AREA if flow.shape[1] > w else cv2.INTER_LINEAR
+            flow = np.asarray(cv2.resize(flow, (w, h), interpolation=interp), np.float32)
+            flow[..., 0] *= sx
+            flow[..., 1] *= sy
+        return flow
+
+
+@dataclass(slots=True)
+class _Item:
+    frame: RGBImage
+    motion: Motion
+    own: FloatArray | None  # (α, 1, α²) at working size; None where the engine did not run
+    forward: FloatArray | None = None
+    to_next: Link | None = None
+    evidence_ahead: bool = False  # some frame from here on (before a cut) has evidence
+
+
+def _evidence(alpha: Alpha, weight: float = 1.0) -> FloatArray:
+    w = np.float32(weight)
+    return np.dstack([w * alpha, np.full_like(alpha, w), w * np.square(alpha)])
+
+
+class Propagator:
+    """Alphas for every frame from the keyframes' alphas, carried along the motion step's flow.
+
+    ``push(frame, motion, alpha)``: ``alpha`` (any size; resized to the working copy) is the
+    engine's output, required on keyframes and optional elsewhere (where given, it counts as
+    evidence too). Returns the alphas that became ready, oldest first, at the frame's size:
+    none for the first ``lookahead`` frames, then one per push. ``flush()`` returns the rest.
+    Contract: n pushes and one flush return n alphas in push order. Frames must be pushed in
+    the order the motion step saw them.
+    """
+
+    def __init__(self, config: KeyframeConfig | None = None) -> None:
+        self.config = config or KeyframeConfig()
+        self.delay = self.config.lookahead
+        self._items: collections.deque[_Item] = collections.deque()
+        self._last: _Item | None = None
+        self.frames = 0
+        self.engine_frames = 0
+
+    def push(self, frame: RGBImage, motion: Motion, alpha: Alpha | None) -> list[Alpha]:
+        if alpha is None and (motion.keyframe or motion.to_prev is None):
+            raise ValueError(f"frame {motion.index} is a keyframe: it needs the engine's alpha")
+        last = self._last
+        if last is not None and motion.to_prev is not None:
+            if last.motion.index + 1 != motion.index:
+                raise ValueError(f"frames out of order: {motion.index} after "
+                                 f"{last.motion.index}")
+            last.to_next = motion.prev_to_next
+        own = None if alpha is None else _evidence(self._working(alpha, motion.grey.shape),
+                                                  self.config.own_weight)
+        item = _Item(frame, motion, own)
+        if motion.to_prev is None or last is None or last.forward is None:
+            assert own is not None
+            item.forward = own
+        else:
+            item.forward = self._carry(own, last.forward, motion.to_prev, motion.small)
+        self._last = item
+        self._items.append(item)
+        self.frames += 1
+        self.engine_frames += own is not None
+        if len(self._items) <= self.delay:
+            return []
+        return [self._emit()]
+
+    def flush(self) -> list[Alpha]:
+        out = []
+        while self._items:
+            out.append(self._emit())
+        return out
+
+    def reset(self) -> None:
+        self._items.clear()
+        self._last = None
+
+    def _working(self, alpha: Alpha, shape: tuple[int, ...]) -> Alpha:
+        a = np.asarray(alpha, np.float32)
+        if a.shape == shape[:2]:
+            return a
+        h, w = shape[:2]
+        interp = cv2.INTER_AREA if a.shape[1] > w else cv2.INTER_LINEAR
+        return np.asarray(cv2.resize(a, (w, h), interpolation=interp), np.float32)
+
+    def _carry(self, own: FloatArray | None, sums: FloatArray, link: Link,
+               small: RGBImage) -> FloatArray:
+        cfg = self.config
+        weight = np.maximum(cfg.memory * link.confidence, cfg.floor).astype(np.float32)
+        moved = np.asarray(_sample(sums, link.where), np.float32)
+        if cfg.resnap_radius > 0:
+            total = np.maximum(moved[..., 1], np.float32(1e-30))
+            mean = moved[..., 0] / total
+            guide = small.astype(np.float32) * np.float32(1 / 255)
+            snapped = guided_apply(mean, guide, small, cfg.resnap_radius, cfg.resnap_eps)
+            moved[..., 2] += (np.square(snapped) - np.square(mean)) * total
+            moved[..., 0] = snapped * total
+        moved *= weight[..., None]
+        if own is not None:
+            moved += own
+        return moved
+
+    def _emit(self) -> Alpha:
+        cfg = self.config
+        cur = self._items.popleft()
+        assert cur.forward is not None
+        # the backward pass from the furthest frame ahead with evidence that no cut separates
+        # from cur: frames past it add nothing
+        chain = [cur]
+        for item in self._items:
+            if chain[-1].to_next is None:
+                break
+            chain.append(item)
+        while len(chain) > 1 and chain[-1].own is None:
+            chain.pop()
+        sums = cur.forward
+        if len(chain) > 1:
+            backward = chain[-1].own
+            assert backward is not None
+            for item in reversed(chain[:-1]):  # cur's own evidence is in its forward sums
+                assert item.to_next is not None
+                backward = self._carry(None if item is cur else item.own, backward,
+                                       item.to_next, item.motion.small)
+            sums = sums + backward
+        mean = sums[..., 0] / np.maximum(sums[..., 1], np.float32(1e-30))
+        if cfg.sharpen > 0:
+            var = (sums[..., 2] / np.maximum(sums[..., 1], np.float32(1e-30))
+                   - np.square(mean) - np.float32(1e-6))
+            spread = np.sqrt(np.maximum(var, 0.0))
+            crisp = 1.0 / (1.0 + np.exp(-cfg.sharpen * (mean - 0.5)))
+            gate = np.clip(spread / cfg.spread, cfg.sharpen_floor, 1.0)
+            mean = mean + gate * (crisp - mean)
+        mean = np.asarray(np.clip(mean, 0.0, 1.0), np.float32)
+        return self._upsample(mean, cur)
+
+    def _upsample(self, matte: Alpha, cur: _Item) -> Alpha:
+        cfg = self.config
+        h, w = cur.frame.shape[:2]
+        if cfg.guide_width <= 0:
+            if matte.shape == (h, w):
+                return matte
+            return np.asarray(cv2.resize(matte, (w, h), interpolation=cv2.INTER_LINEAR),
+                              np.float32)
+        small = cur.motion.small
+        if small.shape[1] > cfg.guide_width:
+            guide = _shrink(small, cfg.guide_width)
+        elif small.shape[1] < cfg.guide_width <= w:
+            guide = _shrink(cur.frame, cfg.guide_width)
+        else:
+            guide = small
+        gh, gw = guide.shape[:2]
+        if matte.shape != (gh, gw):
+            interp = cv2.INTER_AREA if matte.shape[1] > gw else cv2.INTER_LINEAR
+            matte = np.asarray(cv2.resize(matte, (gw, gh), interpolation=interp), np.float32)
+        return guided_apply(matte, np.asarray(guide, np.float32) * np.float32(1 / 255),
+                            cur.frame, cfg.guide_radius, cfg.guide_eps)
+
+
+@dataclass(slots=True)
+class OfflineResult:
+    alphas: list[Alpha]
+    engine_frames: int
+    motions: list[Motion] = field(default_factory=list)
+
+
+def run_offline(frames: Sequence[RGBImage], alpha_of: Callable[[int], Alpha],
+                config: KeyframeConfig | None = None) -> tuple[list[Alpha], int]:
+    """The two steps over a whole clip, the engine (``alpha_of(index)``) asked for keyframes
+    only: (one alpha per frame, how many frames ran the engine)."""
+    cfg = config or KeyframeConfig()
+    motion_step, propagator = MotionStep(cfg), Propagator(cfg)
+    out: list[Alpha] = []
+    for i, frame in enumerate(frames):
+        m = motion_step(frame)
+        out += propagator.push(frame, m, alpha_of(i) if m.keyframe else None)
+    out += propagator.flush()
+    return out, propagator.engine_frames

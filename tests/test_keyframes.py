@@ -1,0 +1,186 @@
+"""Keyframes plus propagation: when the engine runs, how far mattes travel, stream contract."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import cv2
+import numpy as np
+import pytest
+
+from streammatte import metrics as M
+from streammatte.errors import ConfigError
+from streammatte.frames import Alpha
+from streammatte.keyframes import KeyframeConfig, MotionStep, Propagator, run_offline
+
+H, W = 120, 160
+
+
+def _texture(seed: int = 0, h: int = H + 80, w: int = W + 80) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    noise = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
+    return np.asarray(cv2.GaussianBlur(noise, (7, 7), 0), np.uint8)
+
+
+def _shifted(image: np.ndarray, dx: float, dy: float) -> np.ndarray:
+    """``image`` moved by (dx, dy) px (sub-pixel, bilinear), cropped to H×W from (40, 40)."""
+    m = np.array([[1, 0, dx - 40], [0, 1, dy - 40]], np.float32)
+    return np.asarray(cv2.warpAffine(image, m, (W, H), flags=cv2.INTER_LINEAR,
+                                     borderMode=cv2.BORDER_REFLECT), np.uint8)
+
+
+def _disk(cx: float, cy: float, r: float = 25.0) -> Alpha:
+    yy, xx = np.mgrid[:H, :W].astype(np.float32)
+    # a one-pixel ramp, so the edge position is defined below a pixel
+    return np.asarray(np.clip(r + 0.5 - np.hypot(xx - cx, yy - cy), 0, 1), np.float32)
+
+
+def _centroid(alpha: np.ndarray) -> tuple[float, float]:
+    ys, xs = np.mgrid[:H, :W]
+    total = float(alpha.sum())
+    return float((xs * alpha).sum()) / total, float((ys * alpha).sum()) / total
+
+
+def _run(cfg: KeyframeConfig, frames: list[np.ndarray], alphas: list[np.ndarray]
+         ) -> tuple[list[np.ndarray], list[bool]]:
+    step, prop = MotionStep(cfg), Propagator(cfg)
+    out: list[np.ndarray] = []
+    keys = []
+    for frame, alpha in zip(frames, alphas, strict=True):
+        motion = step(frame)
+        keys.append(motion.keyframe)
+        out += prop.push(frame, motion, alpha if motion.keyframe else None)
+    return out + prop.flush(), keys
+
+
+CFG = KeyframeConfig(width=W, guide_width=0, lookahead=4)
+
+
+def test_static_scene_runs_the_engine_rarely() -> None:
+    rng = np.random.default_rng(3)
+    still = _texture()[:H, :W]
+    # sensor noise only: the flow holds everywhere
+    frames = [np.clip(still + rng.normal(0, 2, still.shape), 0, 255).astype(np.uint8)
+              for _ in range(40)]
+    cfg = dataclasses.replace(CFG, max_interval=10)
+    _, keys = _run(cfg, frames, [_disk(80, 60)] * 40)
+    assert sum(keys) == 4  # frames 0, 10, 20, 30: only the interval fires
+    assert keys[0] and keys[10] and keys[20] and keys[30]
+
+
+def test_a_scene_cut_forces_a_keyframe() -> None:
+    a, b = _texture(1)[:H, :W], _texture(2)[:H, :W]
+    frames = [a] * 5 + [b // 4] * 3  # another scene, far darker
+    step = MotionStep(dataclasses.replace(CFG, max_interval=100))
+    motions = [step(f) for f in frames]
+    assert [m.keyframe for m in motions] == [True, False, False, False, False, True, False, False]
+    assert motions[5].reason == "cut"
+    assert motions[5].to_prev is None and motions[5].prev_to_next is None
+
+
+def test_occlusion_forces_a_keyframe() -> None:
+    background = _texture(4)[:H, :W]
+    frames = [background.copy() for _ in range(4)]
+    # new content covers a third of the frame: the flow cannot explain it
+    frames[3][:, :W // 3] = _texture(5)[:H, :W // 3]
+    step = MotionStep(dataclasses.replace(CFG, max_interval=100, max_risk=0.1))
+    reasons = [step(f).reason for f in frames]
+    assert reasons == ["first", "", "", "risk"]
+
+
+@pytest.mark.parametrize("lookahead", [0, 6])
+def test_propagation_follows_a_known_translation_within_a_pixel(lookahead: int) -> None:
+    texture = _texture(6)
+    vx, vy = 2.3, -1.6  # px per frame, sub-pixel on purpose
+    frames = [_shifted(texture, vx * t, vy * t) for t in range(7)]
+    truths = [_disk(70 + vx * t, 60 + vy * t) for t in range(7)]
+    cfg = dataclasses.replace(CFG, max_interval=100, max_risk=1e9, lookahead=lookahead)
+    out, keys = _run(cfg, frames, truths)
+    assert keys == [True] + [False] * 6  # the engine ran on the first frame only
+    for t in range(1, 7):
+        cx, cy = _centroid(out[t])
+        tx, ty = _centroid(truths[t])
+        assert abs(cx - tx) < 1.0 and abs(cy - ty) < 1.0, (t, cx - tx, cy - ty)
+        assert M.iou(out[t], truths[t]) > 0.95
+
+
+def test_frames_between_keyframes_use_the_next_keyframe() -> None:
+    texture = _texture(7)
+    frames = [_shifted(texture, 0.0, 0.0)] * 9
+    # the engine's answer changes from one keyframe to the next (a new object at frame 8):
+    # with look-ahead the frames between fade towards it; forward only, they cannot
+    first, second = np.zeros((H, W), np.float32), _disk(80, 60)
+    cfg = dataclasses.replace(CFG, max_interval=8, sharpen=0.0)
+    ahead, _ = _run(cfg, frames, [first] * 8 + [second])
+    blind, _ = _run(dataclasses.replace(cfg, lookahead=0), frames, [first] * 8 + [second])
+    inside = second > 0.5
+    assert float(ahead[7][inside].mean()) > 0.3
+    assert float(blind[7][inside].mean()) == 0.0
+    # nearer the second keyframe, more of it
+    assert float(ahead[7][inside].mean()) > float(ahead[4][inside].mean())
+
+
+@pytest.mark.parametrize("n", [1, 3, 4, 5, 17])
+def test_n_frames_in_give_n_alphas_out_in_order(n: int) -> None:
+    frame = _texture(8)[:H, :W]
+    # memory 0: each frame answers with its own engine alpha (a different constant per frame)
+    cfg = dataclasses.replace(CFG, max_interval=1, memory=0.0, lookahead=4)
+    step, prop = MotionStep(cfg), Propagator(cfg)
+    out = []
+    for i in range(n):
+        got = prop.push(frame, step(frame), np.full((H, W), i / 20, np.float32))
+        assert len(got) == (1 if i >= cfg.lookahead else 0)
+        out += got
+    out += prop.flush()
+    assert len(out) == n
+    for i, o in enumerate(out):
+        np.testing.assert_allclose(o, i / 20, atol=1e-3)
+    assert prop.flush() == []
+
+
+def test_engine_alpha_may_come_at_any_size() -> None:
+    frame = _texture(9)[:H, :W]
+    cfg = dataclasses.replace(CFG, max_interval=1, lookahead=0)
+    step, prop = MotionStep(cfg), Propagator(cfg)
+    low = np.asarray(cv2.resize(_disk(80, 60), (40, 30), interpolation=cv2.INTER_AREA),
+                     np.float32)
+    (out,) = prop.push(frame, step(frame), low)
+    assert out.shape == (H, W)
+    assert M.iou(out, _disk(80, 60)) > 0.9
+
+
+def test_a_keyframe_without_its_alpha_is_an_error() -> None:
+    frame = _texture(10)[:H, :W]
+    step, prop = MotionStep(CFG), Propagator(CFG)
+    with pytest.raises(ValueError, match="frame 0 is a keyframe"):
+        prop.push(frame, step(frame), None)
+
+
+def test_frames_pushed_out_of_order_are_an_error() -> None:
+    frame = _texture(11)[:H, :W]
+    step, prop = MotionStep(CFG), Propagator(CFG)
+    motions = [step(frame) for _ in range(3)]
+    prop.push(frame, motions[0], _disk(80, 60))
+    with pytest.raises(ValueError, match="out of order: 2 after 0"):
+        prop.push(frame, motions[2], None)
+
+
+def test_bad_settings_are_config_errors() -> None:
+    with pytest.raises(ConfigError, match="max_interval should be >= 1"):
+        KeyframeConfig(max_interval=0)
+    with pytest.raises(ConfigError, match="unknown DIS preset 'slow'"):
+        KeyframeConfig(flow_preset="slow")  # type: ignore[arg-type]
+
+
+def test_run_offline_asks_the_engine_for_keyframes_only() -> None:
+    still = _texture(12)[:H, :W]
+    asked: list[int] = []
+
+    def engine(i: int) -> np.ndarray:
+        asked.append(i)
+        return _disk(80, 60)
+
+    out, ran = run_offline([still] * 12, engine, dataclasses.replace(CFG, max_interval=5))
+    assert len(out) == 12
+    assert asked == [0, 5, 10] and ran == 3
+
