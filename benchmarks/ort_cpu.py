@@ -42,6 +42,15 @@ VARIANTS: dict[str, dict[str, object]] = {
                        "reduce_range": True},
     "qdq-s8s8-pc": {"per_channel": True, "activation": "QInt8", "weight": "QInt8"},
     "qdq-u8u8": {"per_channel": False, "activation": "QUInt8", "weight": "QUInt8"},
+    # the side outputs' 1-channel convolutions (their logits) stay float
+    "qdq-u8s8-pc-nohead": {"per_channel": True, "activation": "QUInt8", "weight": "QInt8",
+                           "exclude_heads": True},
+    # ranges from a histogram, outliers clipped (the decoder's concatenations mix 0–48 and
+    # 0–5 ranges under one scale with MinMax)
+    "qdq-u8s8-pc-pct": {"per_channel": True, "activation": "QUInt8", "weight": "QInt8",
+                        "calibration": "Percentile"},
+    "qdq-u8s8-pc-ent": {"per_channel": True, "activation": "QUInt8", "weight": "QInt8",
+                        "calibration": "Entropy"},
     # only the convolutions (where the time goes); the rest stays float
     "qdq-u8s8-pc-conv": {"per_channel": True, "activation": "QUInt8", "weight": "QInt8",
                          "ops": ["Conv"]},
@@ -69,6 +78,7 @@ def model_path(engine: str) -> Path:
 def build(engine: str, out: Path, variants: list[str]) -> None:
     from onnxruntime.quantization import (
         CalibrationDataReader,
+        CalibrationMethod,
         QuantFormat,
         QuantType,
         quantize_static,
@@ -105,6 +115,9 @@ def build(engine: str, out: Path, variants: list[str]) -> None:
     upgraded = out / f"{engine}-opset13.onnx"
     onnx.save(model, str(upgraded))
     quant_pre_process(str(upgraded), str(prepped), skip_symbolic_shape=True)
+    inits = {i.name: i for i in model.graph.initializer}
+    heads = [n.name for n in onnx.load(str(prepped)).graph.node
+             if n.op_type == "Conv" and n.input[1] in inits and inits[n.input[1]].dims[0] == 1]
     for name in variants:
         opts = VARIANTS[name]
         start = time.perf_counter()
@@ -114,7 +127,11 @@ def build(engine: str, out: Path, variants: list[str]) -> None:
                         reduce_range=bool(opts.get("reduce_range", False)),
                         activation_type=getattr(QuantType, str(opts["activation"])),
                         weight_type=getattr(QuantType, str(opts["weight"])),
-                        op_types_to_quantize=opts.get("ops"))
+                        op_types_to_quantize=opts.get("ops"),
+                        nodes_to_exclude=heads if opts.get("exclude_heads") else None,
+                        calibrate_method=getattr(CalibrationMethod,
+                                                 str(opts.get("calibration", "MinMax"))),
+                        extra_options={"CalibPercentile": 99.99})
         print(f"{name}: {time.perf_counter() - start:.0f} s", flush=True)
 
 

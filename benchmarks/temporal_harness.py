@@ -12,8 +12,8 @@ pipeline's postprocessor returns before it upsamples. ``alphas()`` upsamples it 
 as ``streammatte compare`` does with its default (bilinear) upsampling, so ``none`` here scores
 what compare scores. Cache keys include the model file's sha256; a changed model is re-run.
 
-``score`` drives each filter through push/flush (a keyframe filter also gets its motion step
-and only the keyframes' engine alphas), then prints, per clip, IoU and dtSSD (means over
+``score`` drives each filter through push/flush (a keyframe mode uses only its keyframes'
+engine alphas), then prints, per clip, IoU and dtSSD (means over
 frames, ``metrics.iou`` / ``metrics.dtssd``), the change against per-frame output, the share
 of frames that ran the engine and the filter's own ms/frame.
 """
@@ -156,16 +156,20 @@ def run_streaming(mode: str) -> Runner:
         for a, fr in zip(alphas, frames, strict=True):
             out += f.push(a, fr)
         out += f.flush()
-        return out, len(frames)
+        # a keyframe mode used the alphas of its keyframes only
+        return out, int(getattr(f, "keyframes", len(frames)))
     return run
 
 
-def run_keyframes(**options: object) -> Runner:
-    """The keyframe chain (``temporal.Keyframes``): motion step, engine on keyframes only,
-    propagation."""
-    from streammatte.keyframes import KeyframeConfig, run_offline
+def run_keyframes(preset: str, **options: object) -> Runner:
+    """A keyframe preset (``keyframes``, ``keyframes-live``) with some settings replaced:
+    motion step, engine alphas of keyframes only, propagation."""
+    import dataclasses
 
-    cfg = KeyframeConfig(**options)  # type: ignore[arg-type]
+    from streammatte.keyframes import FILE_PRESET, LIVE_PRESET, run_offline
+
+    base = {"keyframes": FILE_PRESET, "keyframes-live": LIVE_PRESET}[preset]
+    cfg = dataclasses.replace(base, **options)  # type: ignore[arg-type]
 
     def run(frames: list[RGBImage], alphas: list[Alpha]) -> tuple[list[Alpha], int]:
         return run_offline(frames, lambda i: alphas[i], cfg)
@@ -221,6 +225,22 @@ def parse_options(text: str) -> dict[str, object]:
     return out
 
 
+def keyframe_share(preset: str, source: Path, limit: int | None = None) -> tuple[int, int]:
+    """(keyframes, frames) the motion step of a preset (``keyframes``, ``keyframes-live``)
+    picks on a clip folder or a video; the engine is not needed for that."""
+    from streammatte.evaluate import iter_frames
+    from streammatte.keyframes import FILE_PRESET, LIVE_PRESET, MotionStep
+
+    step = MotionStep({"keyframes": FILE_PRESET, "keyframes-live": LIVE_PRESET}[preset])
+    keys = frames = 0
+    for clip in find_clips(source):
+        step.reset()
+        for _, frame in iter_frames(clip, limit):
+            keys += step(frame).keyframe
+            frames += 1
+    return keys, frames
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -231,26 +251,40 @@ def main() -> int:
     c.add_argument("--models-dir", type=Path)
     s = sub.add_parser("score", help="score temporal modes on the cached output")
     s.add_argument("-t", "--modes", default="none,bidirectional,keyframes",
-                   help="streaming modes and/or 'keyframes[:opt=v,...]', separated by ';'")
+                   help="temporal modes, or 'keyframes:opt=v,...' (a keyframe preset with "
+                        "settings replaced), separated by ',' or by '|' when options are given")
     s.add_argument("--engine", default="u2netp")
     s.add_argument("--data", type=Path, default=DATA)
     s.add_argument("--clips", default=",".join(CLIPS))
+    k = sub.add_parser("share", help="share of frames a preset's motion step runs the engine on")
+    k.add_argument("sources", nargs="+", type=Path, help="DAVIS sequences, frame folders, videos")
+    k.add_argument("--presets", default="keyframes,keyframes-live")
+    k.add_argument("--limit", type=int)
     args = parser.parse_args()
+    if args.command == "share":
+        print("| clip | " + " | ".join(args.presets.split(",")) + " |")
+        print("|---|" + "---|" * len(args.presets.split(",")))
+        for src in args.sources:
+            cells = []
+            for preset in args.presets.split(","):
+                keys, frames = keyframe_share(preset, src, args.limit)
+                cells.append(f"{keys}/{frames} ({keys / frames:.0%})")
+            print(f"| {src.name} | " + " | ".join(cells) + " |", flush=True)
+        return 0
     clips = args.clips.split(",")
     if args.command == "cache":
         for engine in args.engines.split(","):
             build_cache(engine, args.data, clips, args.models_dir)
         return 0
-    modes = [m for m in args.modes.replace(";", "|").split("|") if m]
-    if len(modes) == 1 and "," in modes[0] and ":" not in modes[0]:
-        modes = modes[0].split(",")
+    modes = ([m for m in args.modes.split("|") if m] if "|" in args.modes or ":" in args.modes
+             else args.modes.split(","))
     results: dict[str, dict[str, Score]] = {}
     for clip in clips:
         data = load_clip(args.engine, clip, args.data)
         alphas = data.alphas()
         for mode in modes:
             name, _, opts = mode.partition(":")
-            runner = (run_keyframes(**parse_options(opts)) if name == "keyframes"
+            runner = (run_keyframes(name, **parse_options(opts)) if opts
                       else run_streaming(name))
             results.setdefault(mode, {})[clip] = evaluate(runner, data, alphas)
             print(f"{mode} {clip}: {results[mode][clip]}", file=sys.stderr, flush=True)

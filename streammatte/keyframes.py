@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import collections
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 import cv2
@@ -62,17 +62,23 @@ class KeyframeConfig:
     max_interval: int = 8
     max_risk: float = 0.25
     risk_threshold: float = 0.5  # a pixel counts as unreliable below this confidence
-    max_motion: float = 1e9  # accumulated mean motion (working px) since the last keyframe
+    #: accumulated mean motion since the last keyframe, px of a 640 px wide copy
+    max_motion: float = 1e9
     lookahead: int = 8
     memory: float = 0.9
     floor: float = 1e-4
     sigma: float = 25.0
-    fb_tolerance: float = 1.2
+    #: forward–backward tolerance in px of a 640 px wide copy (scaled to ``width``)
+    fb_tolerance: float = 2.0
     fb_relative: float = 0.1
     sharpen: float = 10.0
     spread: float = 0.1
     sharpen_floor: float = 0.0  # the sharpening's share where the evidence agrees
     own_weight: float = 1.0  # an engine alpha's weight in the sums
+    #: forward only: where a keyframe's alpha and the carried matte differ by more than this
+    #: (smoothstep from the first to the second value), the carried evidence gives way (a
+    #: change the flow missed); None: never
+    disagree: tuple[float, float] | None = None
     resnap_radius: int = 0  # >0: carried mattes re-fitted to each frame by a guided filter
     resnap_eps: float = 1e-3
     guide_width: int = 480  # 0: bilinear upsampling
@@ -93,6 +99,14 @@ class KeyframeConfig:
         if self.flow_preset not in _PRESETS:
             raise ConfigError(f"unknown DIS preset {self.flow_preset!r} "
                               f"(choose from: {', '.join(_PRESETS)})")
+
+
+#: files: two flows per pair, look-ahead (set from the DAVIS sweeps in docs/temporal.md)
+FILE_PRESET = KeyframeConfig(width=480, flow_preset="medium", lookahead=8, max_interval=8,
+                             max_risk=0.04)
+#: live: one flow per pair at a smaller size, forward only, bilinear output
+LIVE_PRESET = KeyframeConfig(width=320, flow_preset="fast", backward_flow=False, lookahead=0,
+                             max_interval=8, max_risk=0.06, guide_width=0)
 
 
 @dataclass(slots=True)
@@ -120,11 +134,8 @@ class Motion:
     prev_to_next: Link | None
     #: share of the working copy where the flow to the previous frame fails its checks
     unreliable: float = 0.0
-    #: mean motion to the previous frame, working px
+    #: mean motion to the previous frame, px of a 640 px wide copy
     motion: float = 0.0
-    #: 90th percentile of the motion relative to the frame's median motion (things that move
-    #: against the camera), working px
-    relative: float = 0.0
 
 
 def _dis(cfg: KeyframeConfig) -> cv2.DISOpticalFlow:
@@ -159,7 +170,7 @@ def _confidence(flow: FloatArray, back: FloatArray | None, here: FloatArray,
         err = (np.square(flow[..., 0] + returned[..., 0])
                + np.square(flow[..., 1] + returned[..., 1]))
         mag = np.square(flow).sum(axis=2) + np.square(returned).sum(axis=2)
-        tau = cfg.fb_tolerance
+        tau = cfg.fb_tolerance * flow.shape[1] / 640
         conf *= np.exp(-err / (tau * tau + cfg.fb_relative * mag))
     return np.asarray(where, np.float32), np.asarray(conf, np.float32)
 
@@ -204,9 +215,7 @@ class MotionStep:
             prev_to_next = Link(*_confidence(fwd, back, there, here, cfg))
         unreliable = float(np.count_nonzero(to_prev.confidence < cfg.risk_threshold)
                            / to_prev.confidence.size)
-        motion = float(np.sqrt(np.square(back).sum(axis=2)).mean())
-        dominant = np.median(back.reshape(-1, 2), axis=0)
-        relative = float(np.percentile(np.sqrt(np.square(back - dominant).sum(axis=2)), 90))
+        motion = float(cv2.magnitude(back[..., 0], back[..., 1]).mean()) * 640 / grey.shape[1]
         self._since += 1
         self._risk += unreliable
         self._moved += motion
@@ -216,7 +225,7 @@ class MotionStep:
         if reason:
             self._keyframe()
         return Motion(index, bool(reason), reason, small, grey, to_prev, prev_to_next,
-                      unreliable, motion, relative)
+                      unreliable, motion)
 
     def reset(self) -> None:
         self._prev = None
@@ -337,6 +346,11 @@ class Propagator:
             snapped = guided_apply(mean, guide, small, cfg.resnap_radius, cfg.resnap_eps)
             moved[..., 2] += (np.square(snapped) - np.square(mean)) * total
             moved[..., 0] = snapped * total
+        if own is not None and cfg.disagree is not None:
+            carried = moved[..., 0] / np.maximum(moved[..., 1], np.float32(1e-30))
+            lo, hi = cfg.disagree
+            t = np.clip((np.abs(own[..., 0] / own[..., 1] - carried) - lo) / (hi - lo), 0, 1)
+            weight *= 1 - t * t * (3 - 2 * t)
         moved *= weight[..., None]
         if own is not None:
             moved += own
@@ -398,13 +412,6 @@ class Propagator:
                             cur.frame, cfg.guide_radius, cfg.guide_eps)
 
 
-@dataclass(slots=True)
-class OfflineResult:
-    alphas: list[Alpha]
-    engine_frames: int
-    motions: list[Motion] = field(default_factory=list)
-
-
 def run_offline(frames: Sequence[RGBImage], alpha_of: Callable[[int], Alpha],
                 config: KeyframeConfig | None = None) -> tuple[list[Alpha], int]:
     """The two steps over a whole clip, the engine (``alpha_of(index)``) asked for keyframes
@@ -417,3 +424,44 @@ def run_offline(frames: Sequence[RGBImage], alpha_of: Callable[[int], Alpha],
         out += propagator.push(frame, m, alpha_of(i) if m.keyframe else None)
     out += propagator.flush()
     return out, propagator.engine_frames
+
+
+class KeyframeSmoother:
+    """``MotionStep`` + ``Propagator`` behind the look-ahead interface (``push(alpha, frame)``
+    / ``flush()``, ``temporal.LookaheadFilter``) for a caller that runs the engine on every
+    frame anyway: only the keyframes' alphas are used, so the output is exactly what a chain
+    that skips the engine between keyframes gives. ``keyframes`` counts the frames whose alpha
+    was used (those a skipping chain runs the engine on)."""
+
+    def __init__(self, config: KeyframeConfig | None = None) -> None:
+        self.config = config or KeyframeConfig()
+        self.delay = self.config.lookahead
+        self._motion = MotionStep(self.config)
+        self._propagator = Propagator(self.config)
+
+    @property
+    def frames(self) -> int:
+        return self._propagator.frames
+
+    @property
+    def keyframes(self) -> int:
+        return self._propagator.engine_frames
+
+    def push(self, alpha: Alpha, frame: RGBImage) -> list[Alpha]:
+        motion = self._motion(frame)
+        return self._propagator.push(frame, motion, alpha if motion.keyframe else None)
+
+    def flush(self) -> list[Alpha]:
+        return self._propagator.flush()
+
+    def reset(self) -> None:
+        self._motion.reset()
+        self._propagator.reset()
+
+    def __call__(self, alpha: Alpha, frame: RGBImage) -> Alpha:
+        """Zero-lag use (``temporal.TemporalFilter``): needs ``lookahead`` 0."""
+        if self.delay:
+            raise ConfigError(f"this keyframe smoother looks ahead {self.delay} frame(s): "
+                              "drive it with push/flush")
+        (out,) = self.push(alpha, frame)
+        return out

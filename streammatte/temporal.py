@@ -559,12 +559,27 @@ class ZeroLag:
         self.inner.reset()
 
 
+def _keyframes_file() -> LookaheadFilter:
+    from .keyframes import FILE_PRESET, KeyframeSmoother
+
+    return KeyframeSmoother(FILE_PRESET)
+
+
+def _keyframes_live() -> TemporalFilter:
+    from .keyframes import LIVE_PRESET, KeyframeSmoother
+
+    return KeyframeSmoother(LIVE_PRESET)
+
+
 #: zero-lag modes: usable live, and by ``Matter`` one frame at a time
 TEMPORAL_FILTERS: dict[str, Callable[[], TemporalFilter]] = {
     "none": NoSmoothing,
     "ema": FixedEma,
     "adaptive": AdaptiveEma,
     "flow": FlowBlend,
+    # forward propagation from keyframes along one flow per frame pair (keyframes.py); until
+    # the chain skips the engine between keyframes, only the keyframes' alphas are used
+    "keyframes-live": _keyframes_live,
 }
 
 #: modes that need future frames (files only): driven through push/flush
@@ -572,6 +587,8 @@ LOOKAHEAD_FILTERS: dict[str, Callable[[], LookaheadFilter]] = {
     # forward and backward recursion along flow on a 640 px copy, 10 frames ahead, + guided
     # refinement at full size: see Bidirectional and docs/temporal.md for figures and cost
     "bidirectional": Bidirectional,
+    # keyframes plus propagation, both ways, along one flow pair per frame (keyframes.py)
+    "keyframes": _keyframes_file,
 }
 
 #: the recommended mode for live input (no latency) and for files (look-ahead allowed)
