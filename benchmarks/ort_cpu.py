@@ -59,7 +59,7 @@ VARIANTS: dict[str, dict[str, object]] = {
 }
 
 
-def calibration_frames(every: int = 25) -> list[RGBImage]:
+def calibration_frames(every: int = 75) -> list[RGBImage]:
     from streammatte.sources.file import FileSource
 
     frames: list[RGBImage] = []

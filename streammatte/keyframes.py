@@ -54,7 +54,6 @@ class KeyframeConfig:
     """
 
     width: int = 384
-    flow_width: int | None = None  # the flow computed at this width and scaled; None: width
     flow_preset: FlowPreset = "medium"
     flow_refine: int = 0  # DIS variational refinement iterations (0: off)
     backward_flow: bool = True  # a second DIS call for the reverse flow; False: invert the one
@@ -73,23 +72,18 @@ class KeyframeConfig:
     fb_relative: float = 0.1
     sharpen: float = 10.0
     spread: float = 0.1
-    sharpen_floor: float = 0.0  # the sharpening's share where the evidence agrees
-    own_weight: float = 1.0  # an engine alpha's weight in the sums
     #: forward only: where a keyframe's alpha and the carried matte differ by more than this
     #: (smoothstep from the first to the second value), the carried evidence gives way (a
     #: change the flow missed); None: never
     disagree: tuple[float, float] | None = None
-    resnap_radius: int = 0  # >0: carried mattes re-fitted to each frame by a guided filter
-    resnap_eps: float = 1e-3
     guide_width: int = 480  # 0: bilinear upsampling
     guide_radius: int = 1
     guide_eps: float = 1e-4
     scene_cut: float = 40.0
 
     def __post_init__(self) -> None:
-        if self.width < 16 or (self.flow_width is not None and self.flow_width < 16):
-            raise ConfigError(f"working widths should be >= 16 px, got {self.width}, "
-                              f"{self.flow_width}")
+        if self.width < 16:
+            raise ConfigError(f"the working width should be >= 16 px, got {self.width}")
         if self.max_interval < 1:
             raise ConfigError(f"max_interval should be >= 1 frame, got {self.max_interval}")
         if self.lookahead < 0:
@@ -101,12 +95,19 @@ class KeyframeConfig:
                               f"(choose from: {', '.join(_PRESETS)})")
 
 
-#: files: two flows per pair, look-ahead (set from the DAVIS sweeps in docs/temporal.md)
-FILE_PRESET = KeyframeConfig(width=480, flow_preset="medium", lookahead=8, max_interval=8,
+#: files: a flow pair per frame pair at 480 px (DIS fast preset at full working resolution),
+#: look-ahead 8; the engine runs where the flow fails its checks on more than 4 % of the
+#: frame, summed since the last keyframe, and at least every 8th frame (docs/temporal.md,
+#: fifth round)
+FILE_PRESET = KeyframeConfig(width=480, flow_preset="fast", lookahead=8, max_interval=8,
                              max_risk=0.04)
-#: live: one flow per pair at a smaller size, forward only, bilinear output
+#: live: one flow per frame pair at 320 px, photometric check only, forward only (a shorter
+#: memory and a disagreement gate keep it from lagging), bilinear output; propagates only
+#: while the scene is nearly still (2 px of a 640 px copy since the last keyframe), which
+#: a webcam often is and DAVIS never
 LIVE_PRESET = KeyframeConfig(width=320, flow_preset="fast", backward_flow=False, lookahead=0,
-                             max_interval=8, max_risk=0.06, guide_width=0)
+                             memory=0.7, disagree=(0.35, 0.7), max_interval=8, max_motion=2.0,
+                             max_risk=0.05, guide_width=0)
 
 
 @dataclass(slots=True)
@@ -184,7 +185,8 @@ class MotionStep:
         self.config = config or KeyframeConfig()
         self._dis = _dis(self.config)
         self._cuts = SceneCutDetector(self.config.scene_cut)
-        self._prev: tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8]] | None = None
+        self._prev: npt.NDArray[np.uint8] | None = None  # the previous frame's grey
+        self._shape: tuple[int, ...] | None = None
         self._index = 0
         self._since = 0  # frames since the last keyframe
         self._risk = 0.0
@@ -196,20 +198,23 @@ class MotionStep:
                          np.asarray(cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB), np.uint8))
         small = np.asarray(_shrink(rgb, cfg.width), np.uint8)
         grey = np.asarray(cv2.cvtColor(small, cv2.COLOR_RGB2GRAY), np.uint8)
-        cut = self._cuts(rgb)
+        # the cut detector reads a 64 px thumbnail: the working copy serves, full size would
+        # cost a colour conversion of the whole frame (10 ms at 4K)
+        cut = self._cuts(small) or rgb.shape != self._shape
+        self._shape = rgb.shape
         index, self._index = self._index, self._index + 1
-        prev, self._prev = self._prev, (grey, self._flow_grey(grey, rgb))
-        if prev is None or cut or prev[0].shape != grey.shape:
+        prev, self._prev = self._prev, grey
+        if prev is None or cut:
             self._keyframe()
             return Motion(index, True, "first" if prev is None else "cut", small, grey,
                           None, None)
-        back = self._flow(self._prev[1], prev[1], grey.shape)  # this → previous
-        here, there = grey.astype(np.float32), prev[0].astype(np.float32)
+        back = self._flow(grey, prev)  # this → previous
+        here, there = grey.astype(np.float32), prev.astype(np.float32)
         if cfg.lookahead == 0 and not cfg.backward_flow:
             # forward only: the link back to the previous frame is all the propagator uses
             to_prev, prev_to_next = Link(*_confidence(back, None, here, there, cfg)), None
         else:
-            fwd = (self._flow(prev[1], self._prev[1], grey.shape) if cfg.backward_flow
+            fwd = (self._flow(prev, grey) if cfg.backward_flow
                    else _invert(back, cfg.invert_iterations))
             to_prev = Link(*_confidence(back, fwd, here, there, cfg))
             prev_to_next = Link(*_confidence(fwd, back, there, here, cfg))
@@ -229,32 +234,16 @@ class MotionStep:
 
     def reset(self) -> None:
         self._prev = None
+        self._shape = None
         self._cuts.reset()
         self._keyframe()
 
     def _keyframe(self) -> None:
         self._since, self._risk, self._moved = 0, 0.0, 0.0
 
-    def _flow_grey(self, grey: npt.NDArray[np.uint8], rgb: RGBImage) -> npt.NDArray[np.uint8]:
-        fw = self.config.flow_width
-        if fw is None or fw == grey.shape[1]:
-            return grey
-        if fw < grey.shape[1]:
-            return np.asarray(_shrink(grey, fw), np.uint8)
-        return np.asarray(cv2.cvtColor(np.asarray(_shrink(rgb, fw), np.uint8),
-                                       cv2.COLOR_RGB2GRAY), np.uint8)
-
-    def _flow(self, a: npt.NDArray[np.uint8], b: npt.NDArray[np.uint8],
-              shape: tuple[int, ...]) -> FloatArray:
-        flow = np.asarray(self._dis.calc(a, b, None), np.float32)  # type: ignore[call-overload]
-        h, w = shape[:2]
-        if flow.shape[:2] != (h, w):
-            sx, sy = w / flow.shape[1], h / flow.shape[0]
-            interp = cv2.INTER_AREA if flow.shape[1] > w else cv2.INTER_LINEAR
-            flow = np.asarray(cv2.resize(flow, (w, h), interpolation=interp), np.float32)
-            flow[..., 0] *= sx
-            flow[..., 1] *= sy
-        return flow
+    def _flow(self, a: npt.NDArray[np.uint8], b: npt.NDArray[np.uint8]) -> FloatArray:
+        """For each pixel of ``a``, where it lies in ``b`` (relative, working px)."""
+        return np.asarray(self._dis.calc(a, b, None), np.float32)  # type: ignore[call-overload]
 
 
 @dataclass(slots=True)
@@ -267,9 +256,9 @@ class _Item:
     evidence_ahead: bool = False  # some frame from here on (before a cut) has evidence
 
 
-def _evidence(alpha: Alpha, weight: float = 1.0) -> FloatArray:
-    w = np.float32(weight)
-    return np.dstack([w * alpha, np.full_like(alpha, w), w * np.square(alpha)])
+def _evidence(alpha: Alpha) -> FloatArray:
+    """One frame's evidence as the recursion's sums: (Σwα, Σw, Σwα²) = (α, 1, α²)."""
+    return np.dstack([alpha, np.ones_like(alpha), np.square(alpha)])
 
 
 class Propagator:
@@ -300,14 +289,13 @@ class Propagator:
                 raise ValueError(f"frames out of order: {motion.index} after "
                                  f"{last.motion.index}")
             last.to_next = motion.prev_to_next
-        own = None if alpha is None else _evidence(self._working(alpha, motion.grey.shape),
-                                                  self.config.own_weight)
+        own = None if alpha is None else _evidence(self._working(alpha, motion.grey.shape))
         item = _Item(frame, motion, own)
         if motion.to_prev is None or last is None or last.forward is None:
             assert own is not None
             item.forward = own
         else:
-            item.forward = self._carry(own, last.forward, motion.to_prev, motion.small)
+            item.forward = self._carry(own, last.forward, motion.to_prev)
         self._last = item
         self._items.append(item)
         self.frames += 1
@@ -334,18 +322,10 @@ class Propagator:
         interp = cv2.INTER_AREA if a.shape[1] > w else cv2.INTER_LINEAR
         return np.asarray(cv2.resize(a, (w, h), interpolation=interp), np.float32)
 
-    def _carry(self, own: FloatArray | None, sums: FloatArray, link: Link,
-               small: RGBImage) -> FloatArray:
+    def _carry(self, own: FloatArray | None, sums: FloatArray, link: Link) -> FloatArray:
         cfg = self.config
         weight = np.maximum(cfg.memory * link.confidence, cfg.floor).astype(np.float32)
         moved = np.asarray(_sample(sums, link.where), np.float32)
-        if cfg.resnap_radius > 0:
-            total = np.maximum(moved[..., 1], np.float32(1e-30))
-            mean = moved[..., 0] / total
-            guide = small.astype(np.float32) * np.float32(1 / 255)
-            snapped = guided_apply(mean, guide, small, cfg.resnap_radius, cfg.resnap_eps)
-            moved[..., 2] += (np.square(snapped) - np.square(mean)) * total
-            moved[..., 0] = snapped * total
         if own is not None and cfg.disagree is not None:
             carried = moved[..., 0] / np.maximum(moved[..., 1], np.float32(1e-30))
             lo, hi = cfg.disagree
@@ -376,7 +356,7 @@ class Propagator:
             for item in reversed(chain[:-1]):  # cur's own evidence is in its forward sums
                 assert item.to_next is not None
                 backward = self._carry(None if item is cur else item.own, backward,
-                                       item.to_next, item.motion.small)
+                                       item.to_next)
             sums = sums + backward
         mean = sums[..., 0] / np.maximum(sums[..., 1], np.float32(1e-30))
         if cfg.sharpen > 0:
@@ -384,8 +364,7 @@ class Propagator:
                    - np.square(mean) - np.float32(1e-6))
             spread = np.sqrt(np.maximum(var, 0.0))
             crisp = 1.0 / (1.0 + np.exp(-cfg.sharpen * (mean - 0.5)))
-            gate = np.clip(spread / cfg.spread, cfg.sharpen_floor, 1.0)
-            mean = mean + gate * (crisp - mean)
+            mean = mean + np.minimum(spread / cfg.spread, 1.0) * (crisp - mean)
         mean = np.asarray(np.clip(mean, 0.0, 1.0), np.float32)
         return self._upsample(mean, cur)
 
