@@ -5,9 +5,10 @@ and session settings, measured.
     python benchmarks/ort_cpu.py speed --engine u2netp            # ms/inference, interleaved
     python benchmarks/ort_cpu.py quality --engine u2netp          # IoU on DAVIS vs fp32
     python benchmarks/ort_cpu.py settings --engine u2netp         # threads, optimisation, arena
+    python benchmarks/ort_cpu.py overlap --engine u2netp          # engine and motion step at once
 
 ``build`` calibrates on frames that are not in the evaluation (``../shared/data/media``:
-vtest.avi and tree.avi, every 25th frame) and writes one model per variant to ``--out``
+vtest.avi and tree.avi, every ``--every``-th frame) and writes one model per variant to ``--out``
 (default /tmp/streammatte-int8). ``speed`` times each variant and the fp32 model in
 interleaved rounds (median ms per inference, batch 1, ORT CPU, ``--threads``). ``quality``
 runs each variant over the six DAVIS sequences and prints, per sequence, the IoU of its
@@ -59,7 +60,7 @@ VARIANTS: dict[str, dict[str, object]] = {
 }
 
 
-def calibration_frames(every: int = 75) -> list[RGBImage]:
+def calibration_frames(every: int) -> list[RGBImage]:
     from streammatte.sources.file import FileSource
 
     frames: list[RGBImage] = []
@@ -75,7 +76,7 @@ def model_path(engine: str) -> Path:
     return Path.home() / ".cache" / "streammatte" / "models" / f"{engine}.onnx"
 
 
-def build(engine: str, out: Path, variants: list[str]) -> None:
+def build(engine: str, out: Path, variants: list[str], every: int) -> None:
     from onnxruntime.quantization import (
         CalibrationDataReader,
         CalibrationMethod,
@@ -92,7 +93,7 @@ def build(engine: str, out: Path, variants: list[str]) -> None:
     pre = Preprocessor(eng.input_spec)
     input_name = eng.input_spec.name or next(iter(eng.inputs))
     eng.close()
-    samples = [pre(f)[None] for f in calibration_frames()]
+    samples = [pre(f)[None] for f in calibration_frames(every)]
     print(f"{len(samples)} calibration frames", flush=True)
 
     class Reader(CalibrationDataReader):  # type: ignore[misc]
@@ -216,6 +217,57 @@ def settings(engine: str, out: Path, variant: str | None, rounds: int, runs: int
         print(f"| {k} | {m:.1f} | {m / base:.2f} |")
 
 
+def overlap(engine: str, rounds: int, frames: int) -> None:
+    """The engine and the keyframe motion step in two threads at once, as a chain runs them on
+    2 cores: wall time for ``frames`` of each, ORT with 1 or 2 intra-op threads, interleaved."""
+    import threading
+
+    import cv2
+
+    from streammatte.evaluate import list_images
+    from streammatte.keyframes import FILE_PRESET, MotionStep
+
+    files = list_images(DAVIS / "car-shadow" / "frames")[:frames]
+    images = [np.asarray(cv2.resize(read_frame(f), (960, 540)), np.uint8) for f in files]
+    sessions = {n: session(model_path(engine), n) for n in (1, 2)}
+    inp = sessions[1].get_inputs()[0]  # type: ignore[attr-defined]
+    x = np.random.default_rng(0).standard_normal(
+        [1 if not isinstance(d, int) else d for d in inp.shape]).astype(np.float32)
+
+    def infer(s: object) -> None:
+        for _ in images:
+            s.run(None, {inp.name: x})  # type: ignore[attr-defined]
+
+    def motion() -> None:
+        step = MotionStep(FILE_PRESET)
+        for image in images:
+            step(image)
+
+    times: dict[str, list[float]] = {}
+    for _ in range(rounds):
+        for n, s in sessions.items():
+            for name, with_motion in ((f"engine alone, {n} thread(s)", False),
+                                      (f"engine ({n} thread(s)) + motion step", True)):
+                threads = [threading.Thread(target=infer, args=(s,))]
+                if with_motion:
+                    threads.append(threading.Thread(target=motion))
+                start = time.perf_counter()
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join()
+                times.setdefault(name, []).append(1e3 * (time.perf_counter() - start)
+                                                  / len(images))
+        start = time.perf_counter()
+        motion()
+        times.setdefault("motion step alone", []).append(
+            1e3 * (time.perf_counter() - start) / len(images))
+    print(f"{engine}, 960×540 car-shadow, {len(images)} frames, median of {rounds} rounds\n")
+    print("| run | ms/frame |\n|---|---|")
+    for k, v in times.items():
+        print(f"| {k} | {statistics.median(v):.1f} |")
+
+
 def quality(engine: str, out: Path, variants: list[str]) -> None:
     import cv2
 
@@ -261,7 +313,10 @@ def quality(engine: str, out: Path, variants: list[str]) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("command", choices=("build", "speed", "quality", "settings"))
+    parser.add_argument("command",
+                        choices=("build", "speed", "quality", "settings", "overlap"))
+    parser.add_argument("--frames", type=int, default=12)
+    parser.add_argument("--every", type=int, default=25, help="calibrate on every N-th frame")
     parser.add_argument("--engine", default="u2netp")
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--variants", default=",".join(VARIANTS))
@@ -271,9 +326,11 @@ def main() -> int:
     args = parser.parse_args()
     variants = args.variants.split(",")
     if args.command == "build":
-        build(args.engine, args.out, variants)
+        build(args.engine, args.out, variants, args.every)
     elif args.command == "speed":
         speed(args.engine, args.out, variants, args.threads, args.rounds, args.runs)
+    elif args.command == "overlap":
+        overlap(args.engine, args.rounds, args.frames)
     elif args.command == "settings":
         settings(args.engine, args.out, None if args.variants == "fp32" else variants[0],
                  args.rounds, args.runs)

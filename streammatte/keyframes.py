@@ -55,6 +55,9 @@ class KeyframeConfig:
 
     width: int = 384
     flow_preset: FlowPreset = "medium"
+    #: DIS's finest pyramid level: 0 is the working copy itself (what lines edges up); 2 is
+    #: the preset's own, a quarter of it (cheaper)
+    finest_scale: int = 0
     flow_refine: int = 0  # DIS variational refinement iterations (0: off)
     backward_flow: bool = True  # a second DIS call for the reverse flow; False: invert the one
     invert_iterations: int = 3
@@ -101,12 +104,12 @@ class KeyframeConfig:
 #: fifth round)
 FILE_PRESET = KeyframeConfig(width=480, flow_preset="fast", lookahead=8, max_interval=8,
                              max_risk=0.04)
-#: live: one flow per frame pair at 320 px, photometric check only, forward only (a shorter
-#: memory and a disagreement gate keep it from lagging), bilinear output; propagates only
-#: while the scene is nearly still (2 px of a 640 px copy since the last keyframe), which
-#: a webcam often is and DAVIS never
+#: live: one flow per frame pair at 320 px with the photometric check only (σ 12 grey
+#: levels), forward only, a disagreement gate so it does not lag a change the flow missed,
+#: bilinear output; it propagates only while the scene is nearly still (2 px of a 640 px copy
+#: since the last keyframe), which a webcam often is and DAVIS never
 LIVE_PRESET = KeyframeConfig(width=320, flow_preset="fast", backward_flow=False, lookahead=0,
-                             memory=0.7, disagree=(0.35, 0.7), max_interval=8, max_motion=2.0,
+                             sigma=12.0, disagree=(0.6, 0.95), max_interval=8, max_motion=2.0,
                              max_risk=0.05, guide_width=0)
 
 
@@ -141,8 +144,7 @@ class Motion:
 
 def _dis(cfg: KeyframeConfig) -> cv2.DISOpticalFlow:
     dis = cv2.DISOpticalFlow.create(_PRESETS[cfg.flow_preset])
-    # the finest scale is the working copy itself: finer flow is what lines edges up
-    dis.setFinestScale(0)
+    dis.setFinestScale(cfg.finest_scale)
     # variational refinement smooths the flow across object boundaries, where mattes must line up
     dis.setVariationalRefinementIterations(cfg.flow_refine)
     return dis
@@ -176,6 +178,32 @@ def _confidence(flow: FloatArray, back: FloatArray | None, here: FloatArray,
     return np.asarray(where, np.float32), np.asarray(conf, np.float32)
 
 
+class KeyframeRule:
+    """When the engine must run again, from what the flow said about each frame since the
+    last keyframe: its ``unreliable`` share and its mean ``motion`` (see ``Motion``).
+    ``__call__`` returns the reason ("interval", "risk", "motion") or "" (propagate)."""
+
+    def __init__(self, config: KeyframeConfig) -> None:
+        self.config = config
+        self.restart()
+
+    def __call__(self, unreliable: float, motion: float) -> str:
+        cfg = self.config
+        self._since += 1
+        self._risk += unreliable
+        self._moved += motion
+        reason = ("interval" if self._since >= cfg.max_interval else
+                  "risk" if self._risk > cfg.max_risk else
+                  "motion" if self._moved > cfg.max_motion else "")
+        if reason:
+            self.restart()
+        return reason
+
+    def restart(self) -> None:
+        """A keyframe came (first frame, cut): count from here."""
+        self._since, self._risk, self._moved = 0, 0.0, 0.0
+
+
 class MotionStep:
     """Sees each frame first (in order) and says whether the engine must run on it.
 
@@ -188,9 +216,7 @@ class MotionStep:
         self._prev: npt.NDArray[np.uint8] | None = None  # the previous frame's grey
         self._shape: tuple[int, ...] | None = None
         self._index = 0
-        self._since = 0  # frames since the last keyframe
-        self._risk = 0.0
-        self._moved = 0.0
+        self._rule = KeyframeRule(self.config)
 
     def __call__(self, frame: RGBImage) -> Motion:
         cfg = self.config
@@ -205,7 +231,7 @@ class MotionStep:
         index, self._index = self._index, self._index + 1
         prev, self._prev = self._prev, grey
         if prev is None or cut:
-            self._keyframe()
+            self._rule.restart()
             return Motion(index, True, "first" if prev is None else "cut", small, grey,
                           None, None)
         back = self._flow(grey, prev)  # this → previous
@@ -221,14 +247,7 @@ class MotionStep:
         unreliable = float(np.count_nonzero(to_prev.confidence < cfg.risk_threshold)
                            / to_prev.confidence.size)
         motion = float(cv2.magnitude(back[..., 0], back[..., 1]).mean()) * 640 / grey.shape[1]
-        self._since += 1
-        self._risk += unreliable
-        self._moved += motion
-        reason = ("interval" if self._since >= cfg.max_interval else
-                  "risk" if self._risk > cfg.max_risk else
-                  "motion" if self._moved > cfg.max_motion else "")
-        if reason:
-            self._keyframe()
+        reason = self._rule(unreliable, motion)
         return Motion(index, bool(reason), reason, small, grey, to_prev, prev_to_next,
                       unreliable, motion)
 
@@ -236,10 +255,7 @@ class MotionStep:
         self._prev = None
         self._shape = None
         self._cuts.reset()
-        self._keyframe()
-
-    def _keyframe(self) -> None:
-        self._since, self._risk, self._moved = 0, 0.0, 0.0
+        self._rule.restart()
 
     def _flow(self, a: npt.NDArray[np.uint8], b: npt.NDArray[np.uint8]) -> FloatArray:
         """For each pixel of ``a``, where it lies in ``b`` (relative, working px)."""

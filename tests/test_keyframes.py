@@ -285,3 +285,12 @@ def test_real_u2netp_keyframes_steadier_on_davis(u2netp_path: Path, shared_data:
     assert prop.engine_frames < len(files)
     assert dt1 < 0.9 * dt0
     assert iou1 > iou0 - 0.01
+
+
+def test_a_new_frame_size_forces_a_keyframe() -> None:
+    small = _texture(17)[:H, :W]
+    # twice the size, same aspect: the working copies match, the frames do not
+    large = np.asarray(cv2.resize(small, (2 * W, 2 * H)), np.uint8)
+    step = MotionStep(dataclasses.replace(CFG, max_interval=100))
+    reasons = [step(f).reason for f in (small, small, large, large)]
+    assert reasons == ["first", "", "cut", ""]
