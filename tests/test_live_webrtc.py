@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -330,7 +331,9 @@ def test_peer_limit_and_teardown_on_close() -> None:
             peer = server.peers[first.peer_id]
             await first.close()
             deadline = time.perf_counter() + 10
-            while server.peers and time.perf_counter() < deadline:
+            # the peer leaves the table first, then closes its connection and its thread
+            while (server.peers or not peer.executor._shutdown) \
+                    and time.perf_counter() < deadline:
                 await asyncio.sleep(0.05)
             assert server.peers == {}
             assert peer.track is not None and peer.track.readyState == "ended"
@@ -450,5 +453,122 @@ def test_the_live_server_runs_on_the_servers_own_settings_and_token_rules() -> N
             assert status == 400 and "expected a JSON body" in reply["error"]
         finally:
             await runner.cleanup()
+
+    run(main)
+
+
+# --- uploaded backgrounds -------------------------------------------------------------------
+
+
+def png(width: int, height: int, *, noisy: bool = False, seed: int = 0) -> bytes:
+    """A PNG of a flat colour (a few hundred bytes) or of noise (about 3 bytes a pixel)."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    image = rng.integers(0, 256, (height, width, 3), np.uint8) if noisy else \
+        np.full((height, width, 3), seed % 256, np.uint8)
+    ok, data = cv2.imencode(".png", image)
+    assert ok
+    return bytes(data.tobytes())
+
+
+async def post_background(url: str, body: Any) -> tuple[int, dict[str, Any]]:
+    async with aiohttp.ClientSession() as http, \
+            http.post(f"{url}/api/live/backgrounds", data=body) as response:
+        return response.status, await response.json()
+
+
+def test_an_oversize_live_background_is_refused_with_413_and_a_message() -> None:
+    # the live cap is its own, far below the file API's
+    settings = brightness_config(max_upload_bytes=512_000_000, max_live_background_bytes=20_000)
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(4):
+            yield b"\0" * 8000
+
+    async def main() -> None:
+        async with serving(settings) as (url, server):
+            declared = await post_background(url, b"\0" * 30_000)  # Content-Length says it
+            streamed = await post_background(url, chunks())  # chunked: found while streaming
+            assert server.uploads == {}
+            folder = server._uploads_dir
+            assert folder is None or list(folder.iterdir()) == []
+        assert declared == (413, {"error": "background upload is 30000 bytes; this server "
+                                           "accepts up to 20000 bytes"})
+        assert streamed[0] == 413 and re.fullmatch(
+            r"background upload is more than \d+ bytes; this server accepts up to 20000 "
+            "bytes", streamed[1]["error"]), streamed
+
+    run(main)
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    (png(1200, 1000), "image is 1200×1000 (1.2 MP); this server accepts up to 1.0 MP"),
+    # a header declaring 20000×20000 pixels and nothing else: refused before any decoding
+    (b"\x89PNG\r\n\x1a\n" + (13).to_bytes(4, "big") + b"IHDR" + (20000).to_bytes(4, "big")
+     + (20000).to_bytes(4, "big") + b"\x08\x06\0\0\0" + b"\0" * 64,
+     "image is 20000×20000 (400.0 MP); this server accepts up to 1.0 MP"),
+])
+def test_live_background_pixels_are_capped_from_the_header(body: bytes, message: str) -> None:
+    async def main() -> tuple[int, dict[str, Any]]:
+        async with serving(brightness_config(max_image_pixels=1_000_000)) as (url, server):
+            reply = await post_background(url, body)
+            assert server.uploads == {}
+            return reply
+
+    status, reply = run(main)
+    assert status == 413 and reply["error"] == f"background upload: {message}"
+
+
+def test_live_backgrounds_kept_are_capped_in_number_and_total_size() -> None:
+    settings = brightness_config(max_live_backgrounds=3, max_live_background_bytes=40_000,
+                                 max_live_backgrounds_bytes=70_000)
+    noisy = [png(100, 100, noisy=True, seed=i) for i in range(3)]
+    assert all(28_000 < len(b) < 32_000 for b in noisy)
+
+    async def main() -> None:
+        async with serving(settings) as (url, server):
+            ids = []
+            for body in noisy:
+                status, reply = await post_background(url, body)
+                assert status == 200 and reply["kind"] == "image", reply
+                ids.append(reply["id"])
+            # three noisy ones are over 70 kB: the oldest made room, within the count cap
+            assert list(server.uploads) == ids[1:]
+            with pytest.raises(ConfigError, match=f"upload:{ids[0]}: no such upload"):
+                server.upload_path(ids[0])
+            for seed in (1, 2):
+                status, reply = await post_background(url, png(64, 48, seed=seed))
+                ids.append(reply["id"])
+            # a fourth would pass the count cap: the oldest made room again
+            assert list(server.uploads) == ids[2:]
+            assert sorted(p.name for p in server.upload_path(ids[2]).parent.iterdir()) == \
+                sorted(f"{i}.png" for i in ids[2:])
+
+    run(main)
+
+
+def test_live_backgrounds_in_use_are_kept_and_the_others_expire() -> None:
+    settings = brightness_config(max_live_backgrounds=2, max_live_background_bytes=40_000,
+                                 max_live_backgrounds_bytes=40_000)
+
+    async def main() -> None:
+        async with serving(settings) as (url, server):
+            _, used = await post_background(url, png(100, 100, noisy=True))
+            client = await LiveClient.connect(url, CameraTrack(coded_frame),
+                                              settings={"background": used["background"]})
+            await client.wait_frames(2)
+            _, first = await post_background(url, png(64, 48, seed=1))
+            _, second = await post_background(url, png(64, 48, seed=2))
+            # full: the oldest one no session uses made room, not the older one in use
+            assert first["id"] not in server.uploads
+            assert set(server.uploads) == {used["id"], second["id"]}
+            later = time.time() + settings.live_background_expiry_s + 1
+            assert server.expire_uploads(now=later) == [second["id"]]
+            assert server.upload_path(used["id"]).is_file()
+            # what is in use leaves no room for another this large
+            status, reply = await post_background(url, png(100, 100, noisy=True, seed=5))
+            assert status == 503 and "in use by sessions" in reply["error"], reply
+            await client.close()
 
     run(main)

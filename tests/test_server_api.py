@@ -24,8 +24,8 @@ import av
 import cv2
 import numpy as np
 import pytest
-from aiohttp import FormData, web
-from aiohttp.test_utils import TestClient
+from aiohttp import DummyCookieJar, FormData, web
+from aiohttp.test_utils import TestClient, TestServer
 from media import BrightnessEngine, make_video
 from pytest_aiohttp.plugin import AiohttpClient
 
@@ -36,7 +36,7 @@ from streammatte.server import ServerSettings, create_app
 from streammatte.server.api import JOBS_KEY, openapi_document
 from streammatte.server.jobs import EngineInfo, EngineProvider
 from streammatte.server.probe import ProbeError, probe
-from streammatte.server.settings import EXTENSIONS_KEY, TOKEN_COOKIE
+from streammatte.server.settings import EXTENSIONS_KEY, SESSION_COOKIE, TOKEN_COOKIE
 
 Client = TestClient[web.Request, web.Application]
 MakeClient = Callable[..., Awaitable[Client]]
@@ -132,7 +132,7 @@ def video(tmp_path: Path) -> Path:
     return path
 
 
-async def wait_for(client: Client, job_id: str, states: tuple[str, ...],
+async def wait_for(client: TestClient[Any, Any], job_id: str, states: tuple[str, ...],
                    timeout_s: float = 60.0) -> dict[str, Any]:
     deadline = time.monotonic() + timeout_s
     while True:
@@ -702,6 +702,99 @@ async def test_stale_job_folders_are_swept_at_start(make_client: MakeClient,
     assert not stale.exists() and fresh.exists() and foreign.exists()
 
 
+@pytest.mark.asyncio
+async def test_orphaned_job_folders_are_swept_while_the_server_runs(
+        make_client: MakeClient, video: Path, tmp_path: Path) -> None:
+    # an expiry of 2 s sweeps every second
+    client = await make_client(Engines(delay_s=0.5), job_expiry_s=2)
+    manager = client.app[JOBS_KEY]
+    job = await (await client.post("/api/jobs", data=form(video.read_bytes(), "c.mp4"))).json()
+    await wait_for(client, job["id"], ("running",))
+    _, in_flight = manager.new_dir()  # a request still streaming its upload
+    jobs = tmp_path / "jobs"
+    orphan, foreign = jobs / ("c" * 32), jobs / "keep-me"
+    for folder in (orphan, foreign):
+        folder.mkdir()
+    old = time.time() - 3600
+    for folder in (orphan, foreign, in_flight, jobs / job["id"]):
+        os.utime(folder, (old, old))
+    deadline = time.monotonic() + 10
+    while orphan.exists() and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    assert not orphan.exists()
+    assert foreign.exists() and in_flight.exists() and (jobs / job["id"]).exists()
+    await client.delete(f"/api/jobs/{job['id']}")
+    await manager.discard(in_flight)
+
+
+def test_a_killed_servers_temporary_folders_are_removed_by_the_next(tmp_path: Path) -> None:
+    pytest.importorskip("aiortc", reason="the live background folder needs the [webrtc] extra")
+    import urllib.request
+
+    env = {"TMPDIR": str(tmp_path)}
+    killed, url = _start_serve("--engines", "u2netp", env=env)
+    try:
+        data, _ = square_png()
+        request = urllib.request.Request(url + "api/live/backgrounds", data=data, method="POST")
+        with urllib.request.urlopen(request, timeout=30) as response:
+            assert response.status == 200
+    finally:
+        killed.kill()  # SIGKILL: it cannot clean up
+        killed.communicate(timeout=30)
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert [re.sub(r"-[a-z0-9_]+$", "", n) for n in left] == [
+        f"streammatte-jobs-{killed.pid}", f"streammatte-live-{killed.pid}"]
+    alive = tmp_path / f"streammatte-jobs-{os.getpid()}-running"  # this process is alive
+    not_ours = [tmp_path / "streammatte-jobs-stale", tmp_path / "streammatte-other-1-x",
+                tmp_path / f"streammatte-jobs-{killed.pid}-file"]
+    alive.mkdir()
+    not_ours[0].mkdir()
+    not_ours[1].mkdir()
+    not_ours[2].write_text("not a folder")
+    following, _ = _start_serve("--engines", "u2netp", env=env)
+    try:
+        assert not any((tmp_path / n).exists() for n in left)
+        assert alive.is_dir() and all(p.exists() for p in not_ours)
+    finally:
+        following.send_signal(signal.SIGTERM)
+        following.communicate(timeout=30)
+
+
+@pytest.mark.asyncio
+async def test_jobs_are_listed_only_to_the_client_session_that_made_them(
+        aiohttp_client: AiohttpClient, tmp_path: Path, video: Path) -> None:
+    settings = ServerSettings(jobs_dir=tmp_path / "jobs", engine="brightness", extensions=())
+    server = TestServer(create_app(settings, engines=Engines().provider()))
+    alice: TestClient[Any, Any] = await aiohttp_client(server)
+    bob: TestClient[Any, Any] = await aiohttp_client(server)
+    cookieless: TestClient[Any, Any] = await aiohttp_client(server, cookie_jar=DummyCookieJar())
+
+    async def start(client: TestClient[Any, Any]) -> str:
+        response = await client.post("/api/jobs", data=form(video.read_bytes(), "c.mp4"))
+        assert response.status == 202
+        job_id: str = (await response.json())["id"]
+        return job_id
+
+    async def listed(client: TestClient[Any, Any]) -> list[str]:
+        return [j["id"] for j in (await (await client.get("/api/jobs")).json())["jobs"]]
+
+    response = await alice.get("/")  # a browser's first request sets its session cookie
+    cookie = response.cookies[SESSION_COOKIE]
+    assert cookie["httponly"] and cookie["samesite"] == "Lax"
+    alices = [await start(alice), await start(alice)]
+    bobs = [await start(bob)]
+    anonymous = await start(cookieless)
+    assert await listed(alice) == alices
+    assert await listed(bob) == bobs
+    assert await listed(cookieless) == []  # without its cookie a client is a new session
+    # a job's id is enough to read it, whoever asks
+    for client in (bob, cookieless):
+        assert (await client.get(f"/api/jobs/{alices[0]}")).status == 200
+    assert (await alice.get(f"/api/jobs/{anonymous}")).status == 200
+    for job_id in (*alices, *bobs, anonymous):
+        await wait_for(alice, job_id, ("done",))
+
+
 # -- security -------------------------------------------------------------------------------
 
 @pytest.mark.asyncio
@@ -930,6 +1023,12 @@ async def test_the_sample_client_removes_an_image_and_runs_a_video_job(
         assert sum(1 for _ in container.decode(video=0)) == 12
     # the sample deletes its job when it has the result
     assert list((tmp_path / "jobs").iterdir()) == []
+    # it keeps its session cookie, so it sees its own jobs listed, and only those
+    mine, other = sample.Client(server, "sample-token"), sample.Client(server, "sample-token")
+    job = await asyncio.to_thread(mine.start_job, video)
+    assert [j["id"] for j in await asyncio.to_thread(mine.jobs)] == [job["id"]]
+    assert await asyncio.to_thread(other.jobs) == []
+    await asyncio.to_thread(mine.wait, job["id"])
     wrong = [*argv[:4], "--token", "wrong-token", *argv[6:]]
     assert await asyncio.to_thread(sample.main, wrong) == 1
 
