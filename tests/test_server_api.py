@@ -928,6 +928,31 @@ def test_probe_reads_sizes_from_headers_without_decoding(tmp_path: Path) -> None
         probe(hls)
 
 
+def test_the_server_modules_import_each_other_without_a_loop() -> None:
+    """settings at the bottom, then jobs, api, and app and live on top: an import loop (even
+    one hidden in a function) would make the order of first imports matter."""
+    import ast
+
+    import streammatte.server
+
+    folder = Path(streammatte.server.__file__).parent
+    graph: dict[str, set[str]] = {}
+    for path in folder.glob("*.py"):
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                names = [node.module] if node.module else [a.name for a in node.names]
+                found |= {n.split(".")[0] for n in names}
+        graph[path.stem] = found - {"__init__"}
+
+    def reaches(start: str, goal: str, seen: frozenset[str] = frozenset()) -> bool:
+        return any(n == goal or (n not in seen and reaches(n, goal, seen | {n}))
+                   for n in graph.get(start, ()))
+
+    assert {"settings", "jobs", "api", "app", "live"} <= set(graph)
+    assert [m for m in sorted(graph) if m != "__init__" and reaches(m, m)] == []
+
+
 # -- the command and the sample client ------------------------------------------------------
 
 def _start_serve(*args: str, env: dict[str, str] | None = None) -> tuple[
