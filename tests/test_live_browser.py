@@ -18,8 +18,8 @@ from browser import Chromium, Page
 from media import BrightnessEngine, CostlySmoothing, square_frame
 
 from streammatte.bench_live import start_server
-from streammatte.inference import Engine
-from streammatte.server.live import LiveConfig, install
+from streammatte.server import ServerSettings, create_app
+from streammatte.server.jobs import EngineInfo, EngineProvider
 from streammatte.temporal import TEMPORAL_FILTERS
 
 W, H = 320, 240
@@ -55,14 +55,12 @@ async def browser_page(url: str, y4m: Path) -> AsyncIterator[Page]:
         yield page
 
 
-def brightness_factory(name: str) -> Engine:
-    return BrightnessEngine()
-
-
 async def serve_live(background: str, temporal: str = "flow") -> tuple[web.AppRunner, str]:
-    app = web.Application()
-    install(app, LiveConfig(engine="brightness", engines=("brightness",), background=background,
-                            temporal=temporal, engine_factory=brightness_factory))
+    settings = ServerSettings(engine="brightness", live_background=background,
+                              live_temporal=temporal, extensions=("streammatte.server.live",))
+    engines = EngineProvider([EngineInfo("brightness", "test double", "model")],
+                             lambda name: BrightnessEngine())
+    app = create_app(settings, engines=engines)
     # chromium and the server talk over the host's own address, as a LAN peer would
     return await start_server(app)
 
