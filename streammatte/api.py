@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -225,7 +225,7 @@ def matte_frames(
     auth_tokens: Mapping[str, str] | None = None,
     cancel: CancelHandle | None = None,
     **options: Any,
-) -> Iterator[MatteResult]:
+) -> Generator[MatteResult, None, None]:
     """Matte a stream of frames: any iterable of H×W×3 uint8 RGB arrays, one MatteResult per
     frame, in order.
 
@@ -253,7 +253,7 @@ def matte_frames(
 def _matte_frames(frames: Iterable[npt.NDArray[np.uint8]], config: MatteConfig,
                   engine: Engine | None, output: OutputMode, on_download: ProgressFn | None,
                   auth_tokens: Mapping[str, str] | None, cancel: CancelHandle | None
-                  ) -> Iterator[MatteResult]:
+                  ) -> Generator[MatteResult, None, None]:
     with Chain(config, engine=engine, output=output, on_download=on_download,
                auth_tokens=auth_tokens) as chain:
         # a composite needs the float alpha beside it; a matte is the alpha (GPU chain too)
