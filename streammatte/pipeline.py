@@ -5,11 +5,12 @@ from the queue before it and passes them on. PyAV, OpenCV and ONNX Runtime relea
 while they work, so decode, inference and encode overlap on separate cores.
 
 Threads: this module owns every thread that runs frames through a chain, for files, the
-frames API (``results()``) and ``streammatte live``; they are started by ``run()`` /
-``results()`` and joined before those return. The other threads in streammatte do not touch a
-chain's stages: the server's asyncio executors (one worker per live peer, whose frames go
-through the chain one at a time in that worker; a pool that calls ``matte_video`` for jobs
-and ``matte_image`` for pictures) and the benchmark's memory sampler.
+frames API (``results()``) and ``streammatte live``; ``run()`` / ``results()`` start them and
+join them before they return. The other threads in streammatte never run a chain's stages
+concurrently: the server hands blocking calls to asyncio executors (one worker per live peer,
+in which that peer's frames go through ``Chain.alpha`` one at a time; a pool whose workers
+each call ``matte_video`` for a job or ``matte_image`` for a picture; ``asyncio.to_thread``
+for probing and file removal), and the benchmark samples memory on a thread of its own.
 
 Back-pressure: ``block`` (files) never drops a frame, a full queue stalls the producer;
 ``latest`` (live) keeps only the newest frames in front of the first stage and counts the
