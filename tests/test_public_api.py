@@ -49,3 +49,10 @@ def test_every_command_defaults_to_the_one_default_engine(command: str) -> None:
     sub = subparsers.choices[command]  # type: ignore[index]
     assert sub.get_default("engine") == streammatte.DEFAULT_ENGINE
     assert streammatte.MatteConfig().engine == streammatte.DEFAULT_ENGINE
+
+
+def test_the_server_defaults_to_the_one_default_engine() -> None:
+    from streammatte.server.live import LiveSettings
+    from streammatte.server.settings import ServerSettings
+
+    assert ServerSettings().engine == LiveSettings().engine == streammatte.DEFAULT_ENGINE
