@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ import numpy as np
 from .compose import Compositor, OutputMode, parse_background, read_image_rgb
 from .config import MatteConfig
 from .cuda.chain import gpu_chain_blocker, gpu_stages, runs_on_device_buffers
-from .errors import ConfigError, SinkError
+from .errors import ConfigError, SinkError, SourceError
 from .frames import Alpha, FramePacket, RGBImage
 from .inference import Engine, open_engine
 from .models.store import ProgressFn
@@ -25,6 +26,7 @@ from .preprocess import Preprocessor
 from .refine import UPSAMPLERS, Upsampler, guided_upsample
 from .sinks.file import FileSink
 from .sinks.formats import OutputFormat, format_for
+from .sinks.publish import StagedOutput, check_output, write_error
 from .sources.file import FileSource
 from .temporal import (
     LOOKAHEAD_FILTERS,
@@ -122,13 +124,6 @@ def _split_engine(engine: str | Engine | None, config: MatteConfig | None,
     return engine, (config or MatteConfig()).with_options(**options)
 
 
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return a.resolve() == b.resolve() or (b.exists() and os.path.samefile(a, b))
-    except OSError:
-        return False
-
-
 def _output_mode(fmt: OutputFormat) -> OutputMode:
     if fmt.matte_only:
         return "matte"
@@ -218,42 +213,43 @@ def matte_video(
     """
     engine, config = _split_engine(engine, config, options)
     src, dst = Path(input_path), Path(output_path)
-    if _same_file(src, dst):
-        raise ConfigError(f"{dst}: output would overwrite the input; choose another path")
     fmt = format_for(dst, config.output_format)
-    if dst.exists() and not config.overwrite:
-        raise SinkError(f"{dst}: already exists (pass --overwrite to replace it)")
     background = parse_background(_background_for(config, fmt))
+    inputs = [src] + ([background.path] if background.path is not None else [])
+    # refused before the input is even opened; the sink checks again as it stages its output
+    check_output(dst, folder=fmt.codec is None, overwrite=config.overwrite, inputs=inputs)
     compositor = Compositor(background, _output_mode(fmt))
-    with FileSource(src, strict=config.strict) as source:
+    with FileSource(src, strict=config.strict) as source, \
+            FileSink(dst, fmt, frame_rate=source.frame_rate, overwrite=config.overwrite,
+                     audio_from=src if source.audio_streams else None, inputs=inputs) as sink:
         own_engine = engine is None
         if engine is None:
             engine = open_configured_engine(config, on_download, auth_tokens)
         chain_notes: list[str] = []
         close_gpu: Callable[[], None] | None = None
         try:
-            with FileSink(dst, fmt, frame_rate=source.frame_rate, overwrite=config.overwrite,
-                          audio_from=src if source.audio_streams else None) as sink:
-                on_gpu = runs_on_device_buffers(engine)
-                blocker = gpu_chain_blocker(engine, temporal=config.temporal,
-                                            background=background, upsample=config.upsample,
-                                            rembg_compat=config.rembg_compat) if on_gpu else None
-                if on_gpu and blocker is None:
-                    stages, close_gpu = gpu_stages(
-                        engine, temporal=config.temporal, background=background,
-                        output=_output_mode(fmt), batch_size=config.batch_size,
-                        write=sink.write)
-                    chain_notes.append("all-GPU chain: frames cross PCIe once each way; "
-                                       "preprocess, alpha, temporal and composite ran as "
-                                       "CUDA kernels")
-                else:
-                    if blocker is not None:
-                        chain_notes.append(f"host chain around the GPU engine: {blocker}")
-                    matter = Matter(engine, temporal=config.temporal,
-                                    rembg_compat=config.rembg_compat, upsample=config.upsample)
-                    stages = build_stages(matter, compositor, sink.write, config.batch_size)
-                pipeline = Pipeline(source, stages, max_queue_frames=config.max_queue_frames)
-                stats = pipeline.run(on_progress)
+            on_gpu = runs_on_device_buffers(engine)
+            blocker = gpu_chain_blocker(engine, temporal=config.temporal,
+                                        background=background, upsample=config.upsample,
+                                        rembg_compat=config.rembg_compat) if on_gpu else None
+            if on_gpu and blocker is None:
+                stages, close_gpu = gpu_stages(
+                    engine, temporal=config.temporal, background=background,
+                    output=_output_mode(fmt), batch_size=config.batch_size,
+                    write=sink.write)
+                chain_notes.append("all-GPU chain: frames cross PCIe once each way; "
+                                   "preprocess, alpha, temporal and composite ran as "
+                                   "CUDA kernels")
+            else:
+                if blocker is not None:
+                    chain_notes.append(f"host chain around the GPU engine: {blocker}")
+                matter = Matter(engine, temporal=config.temporal,
+                                rembg_compat=config.rembg_compat, upsample=config.upsample)
+                stages = build_stages(matter, compositor, sink.write, config.batch_size)
+            pipeline = Pipeline(source, stages, max_queue_frames=config.max_queue_frames)
+            stats = pipeline.run(on_progress)
+            if sink.frames_written == 0:
+                raise SourceError(f"{src}: no frame could be decoded: {source.why_empty()}")
         finally:
             if close_gpu is not None:
                 close_gpu()
@@ -279,9 +275,8 @@ def _source_notes(source: FileSource) -> list[str]:
     if source.corrupt_frames:
         notes.append(f"{source.path.name}: {source.corrupt_frames} frame(s) flagged corrupt by "
                      "the decoder were concealed and kept")
-    if source.truncated:
-        notes.append(f"{source.path.name}: the file ends early (truncated); "
-                     f"{source.decoded_frames} frame(s) were read")
+    if source.ends_early:
+        notes.append(f"{source.path.name}: {source.ends_early}")
     if source.reordered_timestamps:
         notes.append(f"{source.path.name}: {source.reordered_timestamps} frame timestamps were "
                      "in decode order (e.g. AVI with packed B-frames) and were put in display "
@@ -307,44 +302,50 @@ def matte_image(
     engine, config = _split_engine(engine, config, options)
     src = Path(input_path)
     dst = Path(output_path) if output_path is not None else None
-    if dst is not None:
-        if _same_file(src, dst):
-            raise ConfigError(f"{dst}: output would overwrite the input; choose another path")
-        if dst.exists() and not config.overwrite:
-            raise SinkError(f"{dst}: already exists (pass --overwrite to replace it)")
     has_alpha = dst is None or dst.suffix.lower() in (".png", ".webp", ".tif", ".tiff")
     only_mask = config.output_format == "matte"
     bg = config.background if config.background != "auto" else (
         "transparent" if has_alpha else "white")
     mode: OutputMode = "matte" if only_mask else ("rgba" if has_alpha else "rgb")
-    compositor = Compositor(parse_background(bg), mode)
-    image = read_image_rgb(src)
-    own_engine = engine is None
-    if engine is None:
-        engine = open_configured_engine(config, on_download, auth_tokens)
-    try:
-        alpha = Matter(engine, rembg_compat=config.rembg_compat,
-                       upsample=config.upsample).alpha(image)
-    finally:
-        if own_engine:
-            engine.close()
-    out = compositor(image, alpha)
-    compositor.close()
-    if dst is not None:
-        _write_image_atomically(dst, out)
+    background = parse_background(bg)
+    with contextlib.ExitStack() as cleanup:
+        staged = None
+        if dst is not None:
+            # staged first: a path that would lose something, or a folder that cannot be
+            # written, is refused before the model loads
+            inputs = [src] + ([background.path] if background.path is not None else [])
+            staged = cleanup.enter_context(StagedOutput(
+                dst, folder=False, overwrite=config.overwrite, suffix=dst.suffix,
+                inputs=inputs))
+        compositor = Compositor(background, mode)
+        image = read_image_rgb(src)
+        own_engine = engine is None
+        if engine is None:
+            engine = open_configured_engine(config, on_download, auth_tokens)
+        try:
+            alpha = Matter(engine, rembg_compat=config.rembg_compat,
+                           upsample=config.upsample).alpha(image)
+        finally:
+            if own_engine:
+                engine.close()
+        out = compositor(image, alpha)
+        compositor.close()
+        if staged is not None:
+            _publish_image(staged, out)
     return out
 
 
-def _write_image_atomically(dst: Path, image: np.ndarray) -> None:
+def _publish_image(staged: StagedOutput, image: np.ndarray) -> None:
     if image.ndim == 3:
         code = cv2.COLOR_RGBA2BGRA if image.shape[2] == 4 else cv2.COLOR_RGB2BGR
         image = cv2.cvtColor(image, code)
+    dst = staged.path
     ok, encoded = cv2.imencode(dst.suffix.lower() or ".png", image)
     if not ok:
         raise SinkError(f"{dst}: cannot encode an image of this type (use .png, .jpg or .webp)")
-    tmp = dst.with_name(f".{dst.name}.partial-{os.getpid()}")
+    assert staged.temp is not None
     try:
-        tmp.write_bytes(encoded.tobytes())
-        os.replace(tmp, dst)
-    finally:
-        tmp.unlink(missing_ok=True)
+        staged.temp.write_bytes(encoded.tobytes())
+    except OSError as exc:
+        raise write_error(dst, exc) from exc
+    staged.publish()
