@@ -134,7 +134,7 @@ def test_pull_by_url_verifies_md5_and_caches(server: Server, tmp_path: Path) -> 
     path = store.pull(spec)
     assert path.read_bytes() == PAYLOAD
     assert store.verify(spec) == path
-    assert _cache_files(tmp_path / "cache") == ["m.onnx", "m.onnx.sha256"]
+    assert _cache_files(tmp_path / "cache") == ["m.onnx"]
 
 
 def test_tampered_download_leaves_nothing_in_the_cache(server: Server, tmp_path: Path) -> None:
