@@ -284,6 +284,12 @@ def _source_notes(source: FileSource) -> list[str]:
     if source.rotation:
         notes.append(f"{source.path.name}: rotated {source.rotation}° by its metadata; "
                      "the output is upright")
+    if source.ignored_rotation:
+        notes.append(f"{source.path.name}: its rotation metadata ({source.ignored_rotation}°) "
+                     "is no quarter turn (damaged?) and was ignored")
+    if source.damaged_timestamps:
+        notes.append(f"{source.path.name}: {source.damaged_timestamps} frame timestamp(s) went "
+                     "back or repeated (damaged) and were replaced")
     return notes
 
 

@@ -10,6 +10,8 @@ writing (a full disk included) is a SinkError naming the output and the reason.
 Audio is carried over from the input: copied as it is where the container takes the codec,
 re-encoded (AAC, or Opus for WebM) where it does not, interleaved with the video as it goes.
 A PNG sequence has no container for audio, so its audio goes to ``audio.mka`` beside the frames.
+An audio packet the muxer refuses (damaged input: timestamps that go back) is dropped and
+counted in the track's description.
 """
 
 from __future__ import annotations
@@ -68,7 +70,14 @@ class _AudioTrack:
             self._resampler = av.audio.resampler.AudioResampler(
                 format=sample_fmt, layout=layout, rate=rate)
         how = "copied" if self.copy else f"re-encoded to {self.out_stream.codec_context.name}"
-        self.description = f"{name} ({how})"
+        self._what = f"{name} ({how})"
+        self.dropped = 0
+
+    @property
+    def description(self) -> str:
+        if not self.dropped:
+            return self._what
+        return f"{self._what}, {self.dropped} damaged packet(s) dropped"
 
     def packets_for(self, packet: av.packet.Packet[Any]) -> list[av.packet.Packet[Any]]:
         if self.copy:
@@ -126,15 +135,22 @@ class AudioCarrier:
                     and float(packet.pts * packet.time_base) > time_s + _AUDIO_LEAD_S):
                 return
             self._pending = None
-            for out_packet in self._by_index[packet.stream.index].packets_for(packet):
-                self._out.mux(out_packet)
+            track = self._by_index[packet.stream.index]
+            for out_packet in track.packets_for(packet):
+                self._mux(track, out_packet)
 
     def finish(self) -> None:
         self.mux_until(None)
         for track in self.tracks:
             for packet in track.flush():
-                self._out.mux(packet)
+                self._mux(track, packet)
         self._input.close()
+
+    def _mux(self, track: _AudioTrack, packet: av.packet.Packet[Any]) -> None:
+        try:
+            self._out.mux(packet)
+        except ValueError:  # EINVAL: timestamps the container cannot take; not a disk error
+            track.dropped += 1
 
     def close(self) -> None:
         self._input.close()
@@ -162,7 +178,7 @@ class FileSink:
         self.overwrite = overwrite
         self.frames_written = 0
         self.padded_to_even = False
-        self.audio_tracks: list[str] = []
+        self._audio_where = ""
         self._staged = StagedOutput(self.path, folder=fmt.codec is None, overwrite=overwrite,
                                     suffix=fmt.extension, inputs=inputs)
         self._tmp: Path | None = self._staged.temp
@@ -171,6 +187,13 @@ class FileSink:
         self._audio: AudioCarrier | None = None
         self._size: tuple[int, int] | None = None
         self._closed = False
+
+    @property
+    def audio_tracks(self) -> list[str]:
+        """What became of each input audio track (``aac (copied)``), damaged packets said."""
+        if self._audio is None:
+            return []
+        return [t.description + self._audio_where for t in self._audio.tracks]
 
     # -- opening ------------------------------------------------------------------------------
 
@@ -195,7 +218,6 @@ class FileSink:
         self._stream = stream
         if self.audio_from is not None:
             self._audio = AudioCarrier(self.audio_from, container, self.format)
-            self.audio_tracks = [t.description for t in self._audio.tracks]
 
     def _open_sidecar_audio(self) -> None:
         assert self._tmp is not None and self.audio_from is not None
@@ -205,7 +227,7 @@ class FileSink:
         sidecar = av.open(str(self._tmp / "audio.mka"), mode="w")
         self._container = sidecar
         self._audio = AudioCarrier(self.audio_from, sidecar, None)
-        self.audio_tracks = [t.description + " → audio.mka" for t in self._audio.tracks]
+        self._audio_where = " → audio.mka"
 
     # -- writing ------------------------------------------------------------------------------
 
@@ -242,7 +264,8 @@ class FileSink:
             return exc
         if isinstance(exc, OSError):
             return write_error(self.path, exc)
-        return SinkError(f"{self.path}: cannot write: {exc}")
+        # FFmpeg's own text names the temporary file; its strerror names the reason
+        return SinkError(f"{self.path}: cannot write: {getattr(exc, 'strerror', None) or exc}")
 
     def _write_png(self, packet: FramePacket, image: np.ndarray) -> None:
         assert self._tmp is not None

@@ -10,22 +10,30 @@ SourceError instead.
 Ending early: a container that stops being readable part-way is one sign; the other is a file
 cut short, which most demuxers read to its new end without complaint. So the end the frames
 reached is compared with the one the container declares: the video stream's own duration or
-frame count, in the stream's time base, where it has one (MP4, MOV, AVI), within half a frame;
-else the whole file's duration (Matroska, WebM), against the end every stream's packets
-reached, within one and a half frames. Formats whose length is only estimated (MPEG-TS, raw
+frame count, in the stream's time base, where it has one (MP4, MOV, AVI; the per-track
+``DURATION`` tag FFmpeg and mkvmerge write in Matroska and WebM), within half a frame; else the
+whole file's duration, against the end every stream's packets reached, within one and a half
+frames. Formats whose length is only estimated (MPEG-TS, raw
 streams: their durations come from the bitrate or the last timestamp found) or absent are not
 judged.
 
 Timestamps: decoders return frames in display order, but some containers (AVI with packed
 B-frames, the "Megamind" case) stamp them with decode-order times. A small reorder window hands
 out the timestamps in increasing order, which is what they were meant to be; well-formed
-streams pass through unchanged. ``reordered_timestamps`` counts the frames it restamped.
+streams pass through unchanged. ``reordered_timestamps`` counts the frames it restamped. A
+timestamp that still goes back or repeats is damage (the muxer would refuse it): it is
+replaced by the previous one plus a frame and counted in ``damaged_timestamps``.
+
+A packet that the decoder takes without complaint but turns into no frame (damage it could
+not conceal) is counted in ``damaged_packets`` too: at the end of the stream, the packets that
+carried data are compared with the frames that came out.
 """
 
 from __future__ import annotations
 
 import heapq
 import os
+import re
 from collections import deque
 from collections.abc import Iterator
 from fractions import Fraction
@@ -47,6 +55,17 @@ from ..frames import FramePacket, RGBImage
 _REORDER_WINDOW = 4  # frames; more than any B-frame pyramid FFmpeg's MPEG-4 decoder emits
 #: demuxers whose header states the length (FFmpeg format names)
 _DECLARES_LENGTH = frozenset({"mov", "mp4", "matroska", "webm", "avi", "flv", "asf"})
+
+
+def _tagged_duration(metadata: dict[str, str]) -> Fraction | None:
+    """A Matroska track's ``DURATION`` tag (``00:00:02.400000000``) in seconds."""
+    for key, value in metadata.items():
+        if key.upper() == "DURATION" or key.upper().startswith("DURATION-"):
+            match = re.fullmatch(r"(\d+):(\d\d):(\d\d(?:\.\d+)?)", value.strip())
+            if match:
+                hours, minutes, seconds = match.groups()
+                return (int(hours) * 3600 + int(minutes) * 60) + Fraction(seconds)
+    return None
 
 
 def _ffmpeg_reason(exc: BaseException) -> str:
@@ -107,6 +126,7 @@ class FileSource:
         self._declared_end, self._end_tolerance, self._whole_file = self._declared()
         self._reached_end = Fraction(0)
         self.rotation: int = 0
+        self.ignored_rotation: int = 0
         self._coded_size = (codec.width, codec.height)
         self.audio_streams = list(container.streams.audio)
         self.damaged_packets = 0
@@ -115,6 +135,10 @@ class FileSource:
         self.decoded_frames = 0
         self.ends_early: str | None = None
         self.reordered_timestamps = 0
+        self.damaged_timestamps = 0
+        self._last_pts: int | None = None
+        self._pts_step = max(1, round(1 / (self.frame_rate * self.time_base))) \
+            if self.frame_rate else 1
         if self._coded_size[0] <= 0 or self._coded_size[1] <= 0:
             self.close()
             raise SourceError(f"{self.path}: video stream has no frame size")
@@ -140,6 +164,9 @@ class FileSource:
             return start * self.time_base + stream.frames * step, step / 2, False
         if stream.duration:
             return (start + stream.duration) * self.time_base, step / 2, False
+        tagged = _tagged_duration(dict(stream.metadata))
+        if tagged:
+            return start * self.time_base + tagged, step / 2, False
         if container.duration:
             file_start = Fraction(container.start_time or 0, av.time_base)
             return file_start + Fraction(container.duration, av.time_base), step * 3 / 2, True
@@ -210,9 +237,13 @@ class FileSource:
             yield self._restamp(head, heapq.heappop(pending_pts)) if pending_pts else head
 
     def _restamp(self, packet: FramePacket, pts: int) -> FramePacket:
-        if packet.pts != pts:
+        if self._last_pts is not None and pts <= self._last_pts:
+            self.damaged_timestamps += 1
+            self._fail_or_count(f"damaged timestamp at frame {packet.index}")
+            pts = self._last_pts + self._pts_step
+        elif packet.pts != pts:
             self.reordered_timestamps += 1
-            packet.pts = pts
+        packet.pts = self._last_pts = pts
         return packet
 
     def _decoded(self) -> Iterator[FramePacket]:
@@ -220,6 +251,7 @@ class FileSource:
             raise SourceError(f"{self.path}: source is closed")
         container, stream = self._container, self._stream
         index = 0
+        carried = 0  # packets that should each give a frame
         # a whole-file length is judged against every stream's packets (audio may run longer)
         packets: Iterator[av.packet.Packet[Any]] = (
             container.demux() if self._whole_file else container.demux(stream))
@@ -237,6 +269,8 @@ class FileSource:
                     end = (packet.pts + (packet.duration or 0)) * packet.time_base
                     self._reached_end = max(self._reached_end, end)
                 continue
+            if packet.size and not packet.is_discard:
+                carried += 1
             try:
                 frames = packet.decode()
             except av.error.FFmpegError as exc:
@@ -247,6 +281,10 @@ class FileSource:
                 yield self._packet(frame, index)
                 index += 1
         self.decoded_frames = index
+        silent = carried - index - self.damaged_packets
+        if silent > 0:
+            self.damaged_packets += silent
+            self._fail_or_count(f"{silent} damaged packet(s) gave no frame")
         self.ends_early = self._judge_end(index, self.truncated)
         if self.ends_early and self.strict:
             raise SourceError(f"{self.path}: {self.ends_early}")
@@ -256,7 +294,10 @@ class FileSource:
             self.corrupt_frames += 1
             self._fail_or_count(f"corrupt frame {index}")
         if index == 0:
-            self.rotation = int(getattr(frame, "rotation", 0) or 0)
+            rotation = int(getattr(frame, "rotation", 0) or 0)
+            # only quarter turns are rotations a camera writes; anything else is damage
+            self.rotation, self.ignored_rotation = (rotation, 0) if rotation % 90 == 0 \
+                else (0, rotation)
         rgb = np.asarray(frame.to_ndarray(format="rgb24"), dtype=np.uint8)
         image = rotate_upright(rgb, self.rotation)
         pts = frame.pts
