@@ -130,7 +130,11 @@ def test_overwrite_replaces_a_regular_file(clip: Path, tmp_path: Path) -> None:
     assert out.read_bytes()[4:8] == b"ftyp"
 
 
-def test_a_refused_path_is_refused_before_the_engine_runs(clip: Path, tmp_path: Path) -> None:
+def test_a_refused_path_is_refused_before_the_engine_runs(
+        clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)  # never the checkout: code without this rule deletes the folder
     engine = BrightnessEngine()
     with pytest.raises(ConfigError, match="is the current directory"):
         matte_video(clip, Path.cwd(), engine=engine, overwrite=True)
