@@ -11,15 +11,17 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
+from conftest import SHARED_DATA
 from media import make_video
 
-from conftest import SHARED_DATA
+from streammatte.sources.file import FileSource
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = 20240612
@@ -107,17 +109,19 @@ def _frames_in(path: Path) -> int:
 
 
 @pytest.fixture(scope="module")
-def seeds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, int]]:
-    """Each seed clip and the frames its whole copy gives."""
+def seed(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], tuple[Path, int]]:
+    """A seed clip by name, made on first use, and the frames its whole copy gives."""
     folder = tmp_path_factory.mktemp("fuzz-seeds")
-    made = {}
-    for clip in CLIPS:
-        path = _make_seed(clip, folder)
-        out = folder / f"{path.name}-whole.mp4"
-        result = _cli(path, out)
-        assert result.returncode == 0, result.stderr
-        made[clip.name] = (path, _frames_in(out))
-    return made
+    made: dict[str, tuple[Path, int]] = {}
+
+    def get(name: str) -> tuple[Path, int]:
+        if name not in made:
+            path = _make_seed(next(c for c in CLIPS if c.name == name), folder)
+            with FileSource(path) as source:
+                made[name] = (path, sum(1 for _ in source))
+        return made[name]
+
+    return get
 
 
 def _cli(src: Path, out: Path) -> subprocess.CompletedProcess[str]:
@@ -128,7 +132,7 @@ def _cli(src: Path, out: Path) -> subprocess.CompletedProcess[str]:
         capture_output=True, text=True, timeout=TIMEOUT_S, env=env)
 
 
-def _cases() -> list[object]:
+def _cases() -> Sequence[object]:
     cases = []
     for i, clip in enumerate(CLIPS):
         for j, mutation in enumerate(MUTATIONS):
@@ -138,12 +142,12 @@ def _cases() -> list[object]:
     return cases
 
 
-@pytest.mark.parametrize(("clip", "mutation", "seed"), _cases())
-def test_mutated_clip(seeds: dict[str, tuple[Path, int]], tmp_path: Path, clip: str,
-                      mutation: str, seed: int) -> None:
-    original, whole_frames = seeds[clip]
+@pytest.mark.parametrize(("clip", "mutation", "rng_seed"), _cases())
+def test_mutated_clip(seed: Callable[[str], tuple[Path, int]], tmp_path: Path, clip: str,
+                      mutation: str, rng_seed: int) -> None:
+    original, whole_frames = seed(clip)
     src = tmp_path / f"fuzzed{original.suffix}"
-    src.write_bytes(_mutate(original.read_bytes(), mutation, np.random.default_rng(seed)))
+    src.write_bytes(_mutate(original.read_bytes(), mutation, np.random.default_rng(rng_seed)))
     out = tmp_path / "out.mp4"
     try:
         result = _cli(src, out)
