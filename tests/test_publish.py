@@ -258,3 +258,56 @@ def test_two_cli_runs_racing_to_one_output_both_keep_their_result(tmp_path: Path
     assert out.is_file()
     if "kept as" in loser_err:
         assert (tmp_path / "out-1.mp4").is_file()
+
+
+@pytest.fixture
+def without_link_or_renameat2(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A filesystem (or C library) with neither hard links nor renameat2: the fallbacks."""
+    import errno
+
+    from streammatte.sinks import publish
+
+    def no_link(src: object, dst: object) -> None:
+        raise OSError(errno.EPERM, "hard links not supported here")
+
+    monkeypatch.setattr(publish, "_renameat2", lambda src, dst, flags: False)
+    monkeypatch.setattr(os, "link", no_link)
+
+
+@pytest.mark.parametrize("folder", [False, True], ids=["file", "folder"])
+@pytest.mark.usefixtures("without_link_or_renameat2")
+def test_the_fallback_publishes_without_clobbering(tmp_path: Path, folder: bool) -> None:
+    out = tmp_path / "out"
+    with StagedOutput(out, folder=folder, overwrite=False) as staged:
+        assert staged.temp is not None
+        if folder:
+            (staged.temp / "frame_000000.png").write_bytes(b"mine")
+        else:
+            staged.temp.write_bytes(b"mine")
+        assert staged.publish() == out
+    assert (out / "frame_000000.png" if folder else out).read_bytes() == b"mine"
+    with StagedOutput(tmp_path / "again", folder=folder, overwrite=False) as staged:
+        assert staged.temp is not None
+        if folder:
+            (tmp_path / "again").mkdir()
+        else:
+            (tmp_path / "again").write_bytes(b"theirs")
+        with pytest.raises(OutputExistsError, match=r"kept as .*again-1"):
+            staged.publish()
+    assert [p.name for p in tmp_path.iterdir() if ".partial-" in p.name] == []
+
+
+@pytest.mark.usefixtures("without_link_or_renameat2")
+def test_the_fallback_replaces_a_sequence_and_keeps_what_is_not_ours(tmp_path: Path) -> None:
+    out = tmp_path / "frames"
+    for frames in (3, 2):
+        with StagedOutput(out, folder=True, overwrite=True) as staged:
+            assert staged.temp is not None
+            for i in range(frames):
+                (staged.temp / f"frame_{i:06d}.png").write_bytes(b"%d" % frames)
+            (staged.temp / MANIFEST).write_text('{"written_by": "streammatte"}')
+            staged.publish()
+    assert sorted(p.name for p in out.iterdir()) == [MANIFEST, "frame_000000.png",
+                                                     "frame_000001.png"]
+    assert (out / "frame_000000.png").read_bytes() == b"2"
+    assert [p.name for p in tmp_path.iterdir()] == ["frames"]

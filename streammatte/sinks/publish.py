@@ -223,10 +223,18 @@ def move_no_clobber(src: Path, dst: Path) -> None:
         os.mkdir(dst)
     else:
         os.close(os.open(dst, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+    placeholder = os.lstat(dst)
     try:
         os.rename(src, dst)
     except OSError:
-        _remove_partial(dst)
+        # take back the placeholder only while it is still ours and empty
+        with contextlib.suppress(OSError):
+            now = os.lstat(dst)
+            if (now.st_ino, now.st_dev) == (placeholder.st_ino, placeholder.st_dev):
+                if stat.S_ISDIR(now.st_mode):
+                    os.rmdir(dst)  # only if still empty
+                elif now.st_size == 0:
+                    os.unlink(dst)
         raise
 
 
@@ -281,10 +289,13 @@ class StagedOutput:
                 move_no_clobber(temp, self.path)
         except FileExistsError:
             raise self._keep_elsewhere(temp) from None
+        except SinkError:
+            self.discard()
+            raise
         except OSError as exc:
             self.discard()
             raise write_error(self.path, exc, "cannot publish the finished output") from exc
-        except SinkError:
+        except BaseException:
             self.discard()
             raise
         self.temp = None
