@@ -4,6 +4,7 @@ behind (issue 12, items 5, 6 and 7)."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -17,6 +18,7 @@ from mounts import read_only, small_tmpfs
 
 from streammatte import matte_video
 from streammatte.errors import SinkError, SourceError
+from streammatte.inference import open_engine
 
 ENV = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
        "PYTHONUNBUFFERED": "1"}
@@ -84,6 +86,15 @@ def test_an_unwritable_models_dir_is_one_line(clip: Path, tmp_path: Path) -> Non
                       "--models-dir", str(models))
         _one_error_line(result, f"{models}: cannot write to the model cache (Read-only")
     assert not (tmp_path / "out.mp4").exists() and _partials(tmp_path) == []
+
+
+def test_a_model_cached_in_a_read_only_dir_still_opens(tmp_path: Path,
+                                                        u2netp_path: Path) -> None:
+    (tmp_path / "models").mkdir()
+    shutil.copy2(u2netp_path, tmp_path / "models" / "u2netp.onnx")
+    with read_only(tmp_path / "models") as models, \
+            open_engine("u2netp", models_dir=models, device="cpu") as engine:
+        assert engine.name == "u2netp"
 
 
 def test_a_full_disk_stops_the_batch(tmp_path: Path) -> None:
