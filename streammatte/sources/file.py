@@ -13,9 +13,9 @@ reached is compared with the one the container declares: the video stream's own 
 frame count, in the stream's time base, where it has one (MP4, MOV, AVI; the per-track
 ``DURATION`` tag FFmpeg and mkvmerge write in Matroska and WebM), within half a frame; else the
 whole file's duration, against the end every stream's packets reached, within one and a half
-frames. Formats whose length is only estimated (MPEG-TS, raw
-streams: their durations come from the bitrate or the last timestamp found) or absent are not
-judged.
+frames. Formats whose length is only estimated (MPEG-TS, raw streams: their durations come
+from the bitrate or the last timestamp found) or absent are not judged, nor are those whose
+declared length means something else per muxer (FLV's counts from zero, not from its start).
 
 Timestamps: decoders return frames in display order, but some containers (AVI with packed
 B-frames, the "Megamind" case) stamp them with decode-order times. A small reorder window hands
@@ -53,8 +53,8 @@ from ..errors import SourceError
 from ..frames import FramePacket, RGBImage
 
 _REORDER_WINDOW = 4  # frames; more than any B-frame pyramid FFmpeg's MPEG-4 decoder emits
-#: demuxers whose header states the length (FFmpeg format names)
-_DECLARES_LENGTH = frozenset({"mov", "mp4", "matroska", "webm", "avi", "flv", "asf"})
+#: demuxers whose header states the length the way it is judged here (FFmpeg format names)
+_DECLARES_LENGTH = frozenset({"mov", "mp4", "matroska", "webm", "avi"})
 
 
 def _tagged_duration(metadata: dict[str, str]) -> Fraction | None:
