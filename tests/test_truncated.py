@@ -84,7 +84,7 @@ def test_the_cli_prints_the_note_and_strict_exits_2(eight_of_ten: Path,
 def test_a_whole_clip_with_audio_gets_no_note(tmp_path: Path) -> None:
     for name, codec, audio in [("a.mp4", "libx264", "aac"), ("a.webm", "libvpx-vp9", "libopus"),
                                ("a.mkv", "libx264", "aac"), ("a.mov", "mpeg4", "pcm_s16le"),
-                               ("a.avi", "mpeg4", "pcm_s16le")]:
+                               ("a.avi", "mpeg4", "pcm_s16le"), ("a.flv", "libx264", "aac")]:
         make_video(tmp_path / name, frames=12, codec=codec, audio=audio)
         with FileSource(tmp_path / name) as source:
             assert sum(1 for _ in source) == 12
