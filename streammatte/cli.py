@@ -1,7 +1,8 @@
 """``streammatte``: argv → config → run. Each subcommand lives in ``streammatte.commands``.
 
 Errors the user can fix print as one line (``streammatte: error: clip.mp4: no such file``) and
-exit with status 2; Ctrl-C exits with 130 and leaves no partial output.
+exit with status 2, and so does any OS error (a full disk, a read-only folder); Ctrl-C exits
+with 130 and SIGTERM with 143, both leaving no partial output.
 """
 
 from __future__ import annotations
@@ -9,9 +10,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
+import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from types import FrameType
 from typing import NoReturn
 
 from . import __version__
@@ -19,6 +24,28 @@ from .errors import StreamMatteError
 
 #: exit status after Ctrl-C, as shells report a process ended by SIGINT
 INTERRUPTED = 130
+#: exit status after SIGTERM (128 + 15)
+TERMINATED = 143
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that it unwinds (and cleans up) as Ctrl-C does."""
+
+
+def _raise_terminated(signum: int, frame: FrameType | None) -> None:
+    raise Terminated
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 #: subcommand name → module in streammatte.commands (each has add_parser(subparsers) and run)
 COMMANDS: tuple[str, ...] = ("video", "image", "models", "bench", "serve", "live", "doctor",
@@ -49,20 +76,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.command_line = list(sys.argv[1:] if argv is None else argv)
     warnings.showwarning = _show_warning
     try:
-        status: int = args.func(args)
+        with _sigterm_as_interrupt():
+            status: int = args.func(args)
         return status
+    except Terminated:
+        print("\nstreammatte: terminated; no partial output was left", file=sys.stderr)
+        return TERMINATED
     except KeyboardInterrupt:
         print("\nstreammatte: interrupted; no partial output was left", file=sys.stderr)
         return INTERRUPTED
     except StreamMatteError as exc:
         print(f"streammatte: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        # what no layer below put into words (a disk filling up under a library call)
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"streammatte: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
 
 
 def entry() -> NoReturn:
     """The process entry point (the ``streammatte`` script and ``python -m streammatte``)."""
     status = main()
-    if status == INTERRUPTED:
+    if status in (INTERRUPTED, TERMINATED):
         # Outputs are already cleaned up. A worker that stopped a moment ago may still be in
         # OpenCV's or ONNX Runtime's thread-exit code, and a normal interpreter exit racing it
         # can abort the process (std::terminate) instead of exiting with 130.

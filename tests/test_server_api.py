@@ -583,6 +583,21 @@ async def test_jobs_refuse_images_truncated_and_oversized_videos(
 
 
 @pytest.mark.asyncio
+async def test_a_job_on_a_clip_cut_short_says_so(make_client: MakeClient,
+                                                 tmp_path: Path) -> None:
+    whole = tmp_path / "whole.webm"
+    make_video(whole, frames=40, codec="libvpx-vp9")
+    data = whole.read_bytes()
+    client = await make_client()
+    job = await (await client.post("/api/jobs", data=form(data[: len(data) * 3 // 4],
+                                                          "cut.webm"))).json()
+    done = await wait_for(client, job["id"], ("done", "failed"))
+    assert done["state"] == "done", done["error"]
+    assert 0 < done["frames_done"] < 40
+    assert f"cut.webm: input ends early: {done['frames_done']} of 40 frames" in done["notes"]
+
+
+@pytest.mark.asyncio
 async def test_a_failed_job_leaves_a_readable_error_and_no_partial_result(
         make_client: MakeClient, video: Path, tmp_path: Path) -> None:
     client = await make_client()

@@ -39,6 +39,7 @@ from ..models.catalog import load_catalog
 from ..models.store import ModelStore
 from ..pipeline import PipelineStats
 from ..sinks.formats import FORMATS
+from ..sinks.publish import MANIFEST
 from ..temporal import DEFAULT_FILE_MODE
 from .probe import MediaInfo
 from .settings import ServerSettings
@@ -534,7 +535,8 @@ def _zip_folder(folder: Path, archive: Path) -> None:
     try:
         with zipfile.ZipFile(partial, "w", zipfile.ZIP_STORED) as bundle:
             for path in sorted(folder.iterdir()):
-                bundle.write(path, path.name)
+                if path.name != MANIFEST:  # it marks a folder on disk; the zip needs none
+                    bundle.write(path, path.name)
         partial.replace(archive)
     finally:
         partial.unlink(missing_ok=True)
