@@ -626,9 +626,13 @@ async def test_cancelling_stops_the_pipeline_and_leaves_no_partial_file(
     def partial() -> list[str]:
         return [p.name for p in folder.iterdir() if p.name.startswith(".result.webm.partial")]
 
-    # cancel while the sink has a half-written file on disk
+    def engine_calls() -> int:
+        return engines.opened[0].calls if engines.opened else 0  # type: ignore[attr-defined]
+
+    # cancel mid-run: frames are going through the engine and the sink's staged file is on
+    # disk (the sink stages it before the first frame, so wait for the engine too)
     deadline = time.monotonic() + 30
-    while not partial():
+    while not (partial() and engine_calls() >= 2):
         assert time.monotonic() < deadline, sorted(p.name for p in folder.iterdir())
         await asyncio.sleep(0.02)
     # cancel the way DELETE does, but keep the folder to look inside it
