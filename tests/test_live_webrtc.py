@@ -424,7 +424,11 @@ def test_installed_by_the_server_app() -> None:
     app = create_app(settings)
     assert app[EXTENSIONS_KEY]["streammatte.server.live"] == "installed"
     config = app[LIVE_SERVER].config
-    assert (config.max_peers, config.engine, config.loopback_only) == (2, "u2netp", False)
+    # the live page starts on the fast people model, not the file page's default
+    assert (config.max_peers, config.engine, config.loopback_only) == \
+        (2, "mediapipe-selfie", False)
+    offered = create_app(ServerSettings(engines=("u2netp",)))
+    assert offered[LIVE_SERVER].config.engine == "u2netp"  # not offered: the server's engine
 
     async def main() -> None:
         runner, url = await start_server(app, host="127.0.0.1")

@@ -81,6 +81,8 @@ class ServerSettings:
     max_concurrent_images: int = 2
     #: engine preselected on the page and used when a request names none
     engine: str = "u2netp"
+    #: engine preselected on the live page (falls back to ``engine`` when not offered)
+    live_engine: str = "mediapipe-selfie"
     #: engines offered (catalog models and builtins); None: all of them
     engines: tuple[str, ...] | None = None
     models_dir: Path | None = None
@@ -265,7 +267,7 @@ def create_app(settings: ServerSettings | None = None, **kwargs: Any) -> web.App
     ``kwargs`` go to :func:`streammatte.server.api.install` (``engines=`` swaps the engine
     provider, which is how tests plug in a fake engine).
     """
-    from . import api
+    from . import api, pages
 
     settings = settings or ServerSettings()
     # multipart uploads are streamed to disk by the handlers and capped there; this cap is
@@ -274,5 +276,6 @@ def create_app(settings: ServerSettings | None = None, **kwargs: Any) -> web.App
                           client_max_size=1024 * 1024)
     app[SETTINGS_KEY] = settings
     api.install(app, settings, **kwargs)
+    pages.install(app, settings)
     _install_extensions(app, settings)
     return app

@@ -63,6 +63,8 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 
 EngineFactory = Callable[[str], Engine]
+#: the page's engine unless configured: the catalog's fast people model (a few ms per frame)
+DEFAULT_LIVE_ENGINE = "mediapipe-selfie"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -88,7 +90,7 @@ class LiveConfig:
 
     host: str = "127.0.0.1"
     token: str | None = None
-    engine: str = "u2netp"
+    engine: str = DEFAULT_LIVE_ENGINE
     background: str = "blur"
     temporal: str = DEFAULT_LIVE_MODE
     device: str = "auto"
@@ -127,7 +129,7 @@ def live_config_from(settings: object) -> LiveConfig:
 
     A ``live`` attribute holding a LiveConfig wins; otherwise the fields LiveConfig shares with
     the server settings (host, token, engine, models_dir, ice_servers, max_peers, …) are taken
-    from it, by name.
+    from it, by name; its ``live_engine``, when offered, is the live page's engine.
     """
     if isinstance(settings, LiveConfig):
         return settings
@@ -140,6 +142,11 @@ def live_config_from(settings: object) -> LiveConfig:
     for f in fields(LiveConfig):
         if hasattr(settings, f.name):
             options[f.name] = getattr(settings, f.name)
+    # the server's ``engine`` is for files; live has its own unless it is not offered
+    live_engine = getattr(settings, "live_engine", None)
+    offered = options.get("engines")
+    if live_engine and (offered is None or live_engine in offered):
+        options["engine"] = live_engine
     if "ice_servers" in options:
         options["ice_servers"] = parse_ice_servers(options["ice_servers"])
     if options.get("engines") is not None:
@@ -187,7 +194,7 @@ class LiveSettings:
     """What the page controls. ``background`` is never a server path: only ``blur``, a colour,
     or ``upload:<id>`` naming a file uploaded through ``POST /api/live/backgrounds``."""
 
-    engine: str = "u2netp"
+    engine: str = DEFAULT_LIVE_ENGINE
     background: str = "blur"
     temporal: str = DEFAULT_LIVE_MODE
     #: keep ``temporal`` even while frames are dropped; by default the smoothing steps down
