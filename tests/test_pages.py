@@ -14,20 +14,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import test_server_api
 from media import BrightnessEngine, make_video, square_frame
-from test_server_api import (
-    Client,
-    Engines,
-    MakeClient,
-    decode,
-    error_of,
-    form,
-    square_png,
-)
+from test_server_api import Client, Engines, MakeClient, decode, error_of, form, square_png
 
 from streammatte.server import ServerSettings
 from streammatte.server.jobs import EngineProvider
 from streammatte.server.pages import KEEP_MATTES, KeptMatte, MatteStore
+
+#: the API tests' client fixture, under a name these tests' parameters do not shadow
+server_client = test_server_api.make_client
 
 
 def engine_calls(engines: Engines) -> int:
