@@ -648,7 +648,7 @@ class LiveServer:
 
     async def script(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
-        if name not in ("live.js", "obs.js"):
+        if name not in ("live.js", "obs.js", "common.js", "app.css"):
             raise web.HTTPNotFound()
         return web.FileResponse(STATIC_DIR / name, headers={"Cache-Control": "no-cache"})
 

@@ -55,7 +55,7 @@ from .api import (
     _read_upload,
     openapi_document,
 )
-from .app import SETTINGS_KEY, ServerSettings, api_error
+from .app import EXTENSIONS_KEY, SETTINGS_KEY, ServerSettings, api_error
 
 #: kept mattes at most; the least recently used one goes first
 KEEP_MATTES = 16
@@ -447,8 +447,8 @@ def curl_example(base: str, path: str, method: str, operation: dict[str, Any],
     return " ".join(p for p in parts if p)
 
 
-def render_docs(document: dict[str, Any], base: str, token: bool) -> str:
-    """``document`` (OpenAPI 3) as one self-contained HTML page."""
+def render_docs(document: dict[str, Any], base: str, token: bool, live_page: bool) -> str:
+    """``document`` (OpenAPI 3) as one self-contained HTML page; ``live_page``: link /live."""
     esc = html.escape
     operations = [(path, method, item[method]) for path, item in document["paths"].items()
                   for method in _METHODS if method in item]
@@ -456,8 +456,8 @@ def render_docs(document: dict[str, Any], base: str, token: bool) -> str:
     for path, method, operation in operations:
         anchor = f"{method}-{path.strip('/').replace('/', '-').replace('{', '').replace('}', '')}"
         toc.append(f'<li><a href="#{anchor}"><span class="method {method}">{method.upper()}'
-                   f'</span> <code>{esc(path)}</code></a> {esc(operation.get("summary", ""))}'
-                   '</li>')
+                   f'</span> <code>{esc(path)}</code></a> '
+                   f'<span>{esc(operation.get("summary", ""))}</span></li>')
         rows = _fields(operation, document["paths"][path])
         table = ""
         if rows:
@@ -494,19 +494,19 @@ def render_docs(document: dict[str, Any], base: str, token: bool) -> str:
 <body class="docs">
 <header class="site">
   <p class="brand"><a href="/">streammatte</a></p>
-  <p class="tagline">HTTP API · version {esc(str(info.get("version", "")))}</p>
   <nav aria-label="Pages">
     <a href="/">Pictures &amp; clips</a>
-    <a href="/live">Live camera</a>
+    {'<a href="/live">Live camera</a>' if live_page else ""}
     <a href="/api/docs" aria-current="page">HTTP API</a>
   </nav>
 </header>
 <main>
 <h1>HTTP API</h1>
-<p>{esc(str(info.get("description", "")))} Every answer that is not a picture or a video is
-JSON; errors are <code>{{"error": "…"}}</code> with a status that says what went wrong. The
-machine-readable description is <a href="/api/openapi.json">/api/openapi.json</a> (OpenAPI
-{esc(str(document.get("openapi", "")))}); this page is made from it.</p>
+<p class="lead">{esc(str(info.get("description", "")))} Version {esc(str(info.get("version", "")))}.
+Answers that are not a picture or a video are JSON; errors are <code>{{"error": "…"}}</code>
+with a status that says what went wrong. The machine-readable description is
+<a href="/api/openapi.json">/api/openapi.json</a> (OpenAPI {esc(str(document.get("openapi", "")))});
+this page is made from it.</p>
 {auth}
 <nav aria-label="Routes"><ul class="toc">{"".join(toc)}</ul></nav>
 {"".join(sections)}
@@ -519,8 +519,9 @@ machine-readable description is <a href="/api/openapi.json">/api/openapi.json</a
 async def api_docs(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS_KEY]
     base = f"{request.scheme}://{request.host}"
+    live = request.app.get(EXTENSIONS_KEY, {}).get("streammatte.server.live") == "installed"
     return web.Response(text=render_docs(full_openapi(request.app), base,
-                                         settings.token_required),
+                                         settings.token_required, live),
                         content_type="text/html", headers={"Cache-Control": "no-store"})
 
 
