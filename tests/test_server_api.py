@@ -155,7 +155,8 @@ async def test_page_and_its_assets_are_served_locally(make_client: MakeClient) -
     html = await page.text()
     assert 'src="/static/app.js"' in html and 'href="/static/app.css"' in html
     assert "http://" not in html and "https://" not in html  # no CDN
-    for asset, needle in (("app.js", "/api/remove"), ("app.css", "conic-gradient")):
+    for asset, needle in (("app.js", "/api/mattes"), ("common.js", "/api/"),
+                          ("app.css", "conic-gradient")):
         response = await client.get(f"/static/{asset}")
         assert response.status == 200 and needle in await response.text()
     assert (await client.get("/static/../app.py")).status in (403, 404)

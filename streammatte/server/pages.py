@@ -16,9 +16,9 @@ A kept matte lives in its own server-named folder under the jobs folder, like an
 until it has not been used for ``job_expiry_s`` or until :data:`KEEP_MATTES` newer ones push it
 out; the page starts over (runs the model again) when its id is gone.
 
-Videos are not re-composed: that would need every frame's matte kept losslessly and a full
-decode, compose and encode pass, which on a CPU costs about as much as the fast engines
-themselves (docs/server.md); a new background for a clip is a new job.
+Clips are not re-composed: that would need every frame's matte kept losslessly and still a full
+decode, compose and encode pass, which with the fast engines costs more than the engine
+(figures in docs/server.md); a new background for a clip is a new job.
 """
 
 from __future__ import annotations

@@ -46,6 +46,10 @@ function kindOf(file) {
   return VIDEO_EXTENSIONS.includes(ext) ? "video" : "image";
 }
 
+function fileSize(bytes) {
+  return bytes < 1e6 ? Math.max(1, Math.round(bytes / 1e3)) + " KB" : (bytes / 1e6).toFixed(1) + " MB";
+}
+
 function extensionOf(name) {
   const dot = name.lastIndexOf(".");
   return dot < 0 ? "" : name.slice(dot + 1).toUpperCase();
@@ -156,7 +160,7 @@ function fitEnginesToKind() {
 function showOriginal(file) {
   if (state.originalUrl) URL.revokeObjectURL(state.originalUrl);
   state.originalUrl = URL.createObjectURL(file);
-  $("file-facts").textContent = file.name + " · " + (file.size / 1e6).toFixed(1) + " MB";
+  $("file-facts").textContent = file.name + " · " + fileSize(file.size);
   const video = $("original-video");
   if (state.kind === "image") {
     $("original-image").src = state.originalUrl;
@@ -305,7 +309,7 @@ async function runMatte() {
   const response = await api("/api/mattes", { method: "POST", body: form });
   state.matte = await response.json();
   $("file-facts").textContent = state.file.name + " · " + state.matte.width + "×" +
-    state.matte.height + " · " + (state.file.size / 1e6).toFixed(1) + " MB";
+    state.matte.height + " · " + fileSize(state.file.size);
   await compose();
 }
 
@@ -346,6 +350,8 @@ async function compose() {
   img.hidden = false;
   applyZoom();
   setCompare(true);
+  // two tags side by side need room; a small picture goes without them
+  $("stage").classList.toggle("narrow", img.getBoundingClientRect().width < 240);
   const name = /filename="([^"]+)"/.exec(response.headers.get("Content-Disposition") || "");
   const download = $("download");
   download.href = state.resultUrl;
