@@ -155,7 +155,7 @@ async def test_page_and_its_assets_are_served_locally(make_client: MakeClient) -
     html = await page.text()
     assert 'src="/static/app.js"' in html and 'href="/static/app.css"' in html
     assert "http://" not in html and "https://" not in html  # no CDN
-    for asset, needle in (("app.js", "/api/mattes"), ("common.js", "/api/"),
+    for asset, needle in (("app.js", "/api/mattes"), ("common.js", "Authorization"),
                           ("app.css", "conic-gradient")):
         response = await client.get(f"/static/{asset}")
         assert response.status == 200 and needle in await response.text()
