@@ -78,6 +78,14 @@ def square_file(tmp_path: Path) -> tuple[Path, np.ndarray]:
     return path, mask
 
 
+async def frame_heights(page: Page) -> list[int]:
+    """The heights of the original's and the result's panels of a clip, in CSS pixels."""
+    heights: list[int] = await page.evaluate(
+        "[...document.querySelectorAll('#video-view .frame')]"
+        ".map(f => Math.round(f.getBoundingClientRect().height))")
+    return heights
+
+
 def engine_calls(engines: Engines) -> int:
     return sum(getattr(e, "calls", 0) for e in engines.opened)
 
@@ -249,8 +257,7 @@ async def test_page_runs_a_dropped_video_as_a_job_with_progress(
         # named by what the file is, not by its codec
         assert await page.evaluate("document.getElementById('download').textContent"
                                    ) == "Download WebM (with alpha)"
-        heights = await page.evaluate("[...document.querySelectorAll('#video-view .frame')]"
-                                      ".map(f => Math.round(f.getBoundingClientRect().height))")
+        heights = await frame_heights(page)
         assert len(heights) == 2 and heights[0] == heights[1] > 100
         await page.screenshot(artifacts_dir / "server-page-video-1280.png")
         assert page.errors == []
@@ -280,8 +287,7 @@ async def test_an_avi_the_browser_cannot_play_shows_the_servers_poster_and_its_f
         await page.wait_for(DONE, timeout_s=120)
         assert await page.evaluate("document.getElementById('download').textContent"
                                    ) == "Download MP4"
-        heights = await page.evaluate("[...document.querySelectorAll('#video-view .frame')]"
-                                      ".map(f => Math.round(f.getBoundingClientRect().height))")
+        heights = await frame_heights(page)
         assert heights[0] == heights[1] > 100
         await page.screenshot(artifacts_dir / "server-page-avi-1280.png")
         assert page.errors == []

@@ -147,7 +147,9 @@ def _remove_dirs(kept: list[KeptMatte]) -> None:
 async def _kept(request: web.Request) -> KeptMatte:
     matte_id = request.match_info["id"]
     store, now = request.app[MATTES_KEY], time.time()
-    await request.app[JOBS_KEY].run_blocking(lambda: _remove_dirs(store.expired(now)))
+    gone = store.expired(now)
+    if gone:
+        await request.app[JOBS_KEY].run_blocking(lambda: _remove_dirs(gone))
     kept = store.get(matte_id, now)
     if kept is None:
         expiry = request.app[SETTINGS_KEY].job_expiry_s
