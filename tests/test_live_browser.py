@@ -19,9 +19,8 @@ from browser import Chromium, Page
 from media import BrightnessEngine, CostlySmoothing, square_frame
 
 from streammatte.bench_live import start_server
-from streammatte.inference import Engine
 from streammatte.server import ServerSettings, create_app
-from streammatte.server.live import LiveConfig, install
+from streammatte.server.jobs import EngineInfo, EngineProvider
 from streammatte.temporal import TEMPORAL_FILTERS
 
 W, H = 320, 240
@@ -70,14 +69,12 @@ async def phone_screenshot(page: Page, path: Path) -> None:
     await page.screenshot(path)
 
 
-def brightness_factory(name: str) -> Engine:
-    return BrightnessEngine()
-
-
 async def serve_live(background: str, temporal: str = "flow") -> tuple[web.AppRunner, str]:
-    app = web.Application()
-    install(app, LiveConfig(engine="brightness", engines=("brightness",), background=background,
-                            temporal=temporal, engine_factory=brightness_factory))
+    settings = ServerSettings(engine="brightness", live_background=background,
+                              live_temporal=temporal, extensions=("streammatte.server.live",))
+    engines = EngineProvider([EngineInfo("brightness", "test double", "model")],
+                             lambda name: BrightnessEngine())
+    app = create_app(settings, engines=engines)
     # chromium and the server talk over the host's own address, as a LAN peer would
     return await start_server(app)
 

@@ -68,7 +68,7 @@ def add_parser(subparsers: SubParsers) -> None:
 
 def _token(args: argparse.Namespace, environ: dict[str, str]) -> tuple[str | None, bool]:
     """(token, generated?)"""
-    from ..server.app import is_loopback
+    from ..server.settings import is_loopback
 
     token = args.token or environ.get("STREAMMATTE_TOKEN") or None
     if token is None and not is_loopback(args.host):
@@ -77,7 +77,7 @@ def _token(args: argparse.Namespace, environ: dict[str, str]) -> tuple[str | Non
 
 
 def settings_from(args: argparse.Namespace, environ: dict[str, str]) -> Any:
-    from ..server.app import ServerSettings
+    from ..server.settings import ServerSettings, parse_ice_servers
 
     token, _ = _token(args, environ)
     return ServerSettings(
@@ -92,7 +92,7 @@ def settings_from(args: argparse.Namespace, environ: dict[str, str]) -> Any:
         engines=tuple(e.strip().lower() for e in args.engines.split(",") if e.strip())
         if args.engines else None,
         models_dir=models_dir_from(args), device=args.device,
-        ice_servers=tuple(args.ice_servers), max_peers=args.max_peers,
+        ice_servers=parse_ice_servers(args.ice_servers), max_peers=args.max_peers,
     )
 
 

@@ -15,9 +15,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import re
 import secrets
 import shutil
+import stat
+import tempfile
 import threading
 import time
 import zipfile
@@ -36,8 +39,8 @@ from ..models.store import ModelStore
 from ..pipeline import PipelineStats
 from ..sinks.formats import FORMATS
 from ..temporal import DEFAULT_FILE_MODE
-from .app import ServerSettings
 from .probe import MediaInfo
+from .settings import ServerSettings
 
 log = logging.getLogger("streammatte.server")
 
@@ -46,6 +49,8 @@ JobState = Literal["queued", "running", "done", "failed", "cancelled"]
 FINISHED: frozenset[str] = frozenset({"done", "failed", "cancelled"})
 
 _JOB_DIR = re.compile(r"(img-)?[0-9a-f]{32}")
+#: the temporary folders a server makes (server_temp_dir): its process id is in the name
+_SERVER_TEMP_DIR = re.compile(r"streammatte-(?:jobs|live)-([1-9][0-9]*)-[a-z0-9_]+")
 #: engines that only make sense on a video (they learn the background over frames)
 _VIDEO_ONLY = frozenset({"mog2"})
 
@@ -149,6 +154,14 @@ class EngineProvider:
             if engine.stateful:
                 engine.close()
 
+    def open(self, name: str) -> Engine:
+        """A fresh engine of its own for ``name``, never shared (a live session's: the caller
+        closes it). Blocks while it loads: call from an executor thread."""
+        key = self.check(name)
+        if self._closed:
+            raise ConfigError("the server is shutting down")
+        return self._opener(key)
+
     def close(self) -> None:
         self._closed = True
         for engine in self._engines.values():
@@ -202,6 +215,8 @@ class Job:
     filename: str
     options: VideoOptions
     media: MediaInfo
+    #: the client session that created the job (client_session): only it sees the job listed
+    owner: str
     state: JobState = "queued"
     created_s: float = field(default_factory=time.time)
     started_s: float | None = None
@@ -268,15 +283,57 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
+def server_temp_dir(kind: Literal["jobs", "live"]) -> Path:
+    """A private temporary folder for this server, named with its process id
+    (``streammatte-jobs-<pid>-…``), so that the next server can tell when its owner is gone
+    (sweep_dead_servers)."""
+    return Path(tempfile.mkdtemp(prefix=f"streammatte-{kind}-{os.getpid()}-"))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def sweep_dead_servers(root: Path | None = None) -> list[Path]:
+    """Remove the temporary folders (server_temp_dir) of servers that died without cleaning
+    up (SIGKILL, a crash): only folders that match our own name pattern, belong to this user,
+    and whose process is no longer alive. Returns what was removed."""
+    root = Path(tempfile.gettempdir()) if root is None else root
+    removed = []
+    for path in root.iterdir():
+        match = _SERVER_TEMP_DIR.fullmatch(path.name)
+        if match is None or int(match.group(1)) == os.getpid():
+            continue
+        try:
+            info = path.lstat()
+        except OSError:
+            continue
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid() \
+                or _alive(int(match.group(1))):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        log.info("removed %s, left by a server that is no longer running", path)
+        removed.append(path)
+    return removed
+
+
 class JobManager:
     """Video jobs: a bounded queue in front of ``max_concurrent_jobs`` executor threads,
-    files under ``jobs_dir/<id>/``, expiry of finished jobs."""
+    files under ``jobs_dir/<id>/``, expiry of finished jobs, and of folders no job owns."""
 
     def __init__(self, settings: ServerSettings, engines: EngineProvider, jobs_dir: Path) -> None:
         self.settings = settings
         self.engines = engines
         self.jobs_dir = jobs_dir
         self._jobs: dict[str, Job] = {}
+        #: folders handed out by new_dir whose request is still running (not a job yet)
+        self._pending: set[str] = set()
         self._slots = asyncio.Semaphore(settings.max_concurrent_jobs)
         self._image_slots = asyncio.Semaphore(settings.max_concurrent_images)
         self._video_pool = ThreadPoolExecutor(settings.max_concurrent_jobs,
@@ -289,7 +346,7 @@ class JobManager:
 
     async def start(self) -> None:
         self.jobs_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        await asyncio.to_thread(self._sweep_orphans)
+        await asyncio.to_thread(self._sweep_orphans, set())
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="sm-job-expiry")
 
     async def close(self) -> None:
@@ -307,19 +364,31 @@ class JobManager:
         self._image_pool.shutdown(wait=True, cancel_futures=True)
         await asyncio.to_thread(self.engines.close)
 
-    def _sweep_orphans(self) -> None:
-        """Remove job folders a previous server left behind once they are older than the
-        expiry (a job's state lives in memory, so they can never be served again)."""
+    def _sweep_orphans(self, known: set[str]) -> list[str]:
+        """Remove job folders no job or request owns (``known``: the names of those that
+        are owned) once they are older than the expiry: a previous server's, or one a request
+        could not remove. A job's state lives in memory, so they can never be served again."""
         cutoff = time.time() - self.settings.job_expiry_s
+        removed = []
         for path in self.jobs_dir.iterdir():
-            if path.is_dir() and _JOB_DIR.fullmatch(path.name) and path.stat().st_mtime < cutoff:
+            if path.name not in known and _JOB_DIR.fullmatch(path.name) and path.is_dir() \
+                    and path.stat().st_mtime < cutoff:
                 _remove(path)
+                removed.append(path.name)
+        return removed
+
+    async def sweep(self, now: float | None = None) -> None:
+        """Expire finished jobs, then remove orphaned folders; runs every
+        ``min(30 s, expiry / 2)`` while the server runs."""
+        await self.expire(now)
+        known = {j.dir.name for j in self._jobs.values()} | self._pending
+        await asyncio.to_thread(self._sweep_orphans, known)
 
     async def _sweep_forever(self) -> None:
         interval = min(30.0, self.settings.job_expiry_s / 2)
         while True:
             await asyncio.sleep(interval)
-            await self.expire()
+            await self.sweep()
 
     async def expire(self, now: float | None = None) -> list[str]:
         """Forget finished jobs older than the expiry and remove their files."""
@@ -334,11 +403,18 @@ class JobManager:
     # -- files --------------------------------------------------------------------------------
 
     def new_dir(self, *, image: bool = False) -> tuple[str, Path]:
-        """A fresh, private folder named by the server: (id, path)."""
+        """A fresh, private folder named by the server: (id, path). It belongs to the request
+        until ``submit`` makes it a job's, or ``discard`` removes it."""
         job_id = secrets.token_hex(16)
         path = self.jobs_dir / (f"img-{job_id}" if image else job_id)
         path.mkdir(mode=0o700)
+        self._pending.add(path.name)
         return job_id, path
+
+    async def discard(self, folder: Path) -> None:
+        """Remove a folder from new_dir that did not become a job."""
+        await asyncio.to_thread(_remove, folder)
+        self._pending.discard(folder.name)
 
     # -- images -------------------------------------------------------------------------------
 
@@ -356,8 +432,10 @@ class JobManager:
     def get(self, job_id: str) -> Job | None:
         return self._jobs.get(job_id)
 
-    def all(self) -> list[Job]:
-        return sorted(self._jobs.values(), key=lambda j: j.created_s)
+    def jobs_of(self, owner: str) -> list[Job]:
+        """The jobs the client session ``owner`` created, oldest first."""
+        return sorted((j for j in self._jobs.values() if j.owner == owner),
+                      key=lambda j: j.created_s)
 
     def queue_position(self, job: Job) -> int | None:
         if job.state != "queued":
@@ -374,6 +452,7 @@ class JobManager:
             raise QueueFullError(f"{active} jobs are running or queued (the limit is {limit}); "
                                  "try again when one has finished")
         self._jobs[job.id] = job
+        self._pending.discard(job.dir.name)
         job.task = asyncio.create_task(self._drive(job), name=f"sm-job-{job.id}")
 
     async def delete(self, job: Job) -> None:

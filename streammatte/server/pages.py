@@ -55,7 +55,15 @@ from .api import (
     _read_upload,
     openapi_document,
 )
-from .app import EXTENSIONS_KEY, SETTINGS_KEY, ServerSettings, api_error
+from .settings import (
+    EXTENSIONS_KEY,
+    SETTINGS_KEY,
+    ServerSettings,
+    add_page,
+    api_error,
+    save_upload,
+    too_large,
+)
 
 #: kept mattes at most; the least recently used one goes first
 KEEP_MATTES = 16
@@ -63,7 +71,6 @@ KEEP_MATTES = 16
 POSTER_AT_S = 1.0
 _POSTER_MAX_FRAMES = 120
 _POSTER_MAX_WIDTH = 1280
-_CHUNK = 256 * 1024
 MATTE_OPTIONS = ("engine", "refine")
 COMPOSITE_OPTIONS = ("background", "format", "only_mask")
 
@@ -139,17 +146,16 @@ class MatteStore:
 MATTES_KEY = web.AppKey("streammatte.mattes", MatteStore)
 
 
-def _remove_dirs(kept: list[KeptMatte]) -> None:
+async def _forget(request: web.Request, kept: list[KeptMatte]) -> None:
+    """Remove the folders of mattes the store no longer holds."""
     for k in kept:
-        shutil.rmtree(k.dir, ignore_errors=True)
+        await request.app[JOBS_KEY].discard(k.dir)
 
 
 async def _kept(request: web.Request) -> KeptMatte:
     matte_id = request.match_info["id"]
     store, now = request.app[MATTES_KEY], time.time()
-    gone = store.expired(now)
-    if gone:
-        await request.app[JOBS_KEY].run_blocking(lambda: _remove_dirs(gone))
+    await _forget(request, store.expired(now))
     kept = store.get(matte_id, now)
     if kept is None:
         expiry = request.app[SETTINGS_KEY].job_expiry_s
@@ -198,10 +204,9 @@ async def create_matte(request: web.Request) -> web.Response:
             refine=config.upsample == "guided", elapsed_s=time.perf_counter() - started,
             used_s=time.time())
     except BaseException:
-        await jobs.run_blocking(lambda: shutil.rmtree(folder, ignore_errors=True))
+        await jobs.discard(folder)
         raise
-    gone = store.add(kept)
-    await jobs.run_blocking(lambda: _remove_dirs(gone))
+    await _forget(request, store.add(kept))
     return web.json_response(kept.as_json(), status=201,
                              headers={"Location": f"/api/mattes/{kept.id}"})
 
@@ -213,7 +218,7 @@ async def matte_info(request: web.Request) -> web.Response:
 async def delete_matte(request: web.Request) -> web.Response:
     kept = await _kept(request)
     request.app[MATTES_KEY].pop(kept.id)
-    await request.app[JOBS_KEY].run_blocking(lambda: _remove_dirs([kept]))
+    await _forget(request, [kept])
     return web.json_response({"id": kept.id, "deleted": True})
 
 
@@ -253,8 +258,8 @@ async def composite(request: web.Request) -> web.Response:
             raise api_error(web.HTTPBadRequest, "send either 'background' or a picture as "
                             "the body, not both")
         saved = kept.dir / f"background-{time.monotonic_ns()}"
-        await _save_body(request, saved, settings)
         try:
+            await _save_body(request, saved, settings)
             info = await _probe(request, saved, "the background picture", ("image",))
         except BaseException:
             saved.unlink(missing_ok=True)
@@ -279,22 +284,10 @@ async def composite(request: web.Request) -> web.Response:
 
 
 async def _save_body(request: web.Request, target: Path, settings: ServerSettings) -> None:
-    cap = settings.max_upload_bytes
+    cap, what = settings.max_upload_bytes, "the background picture"
     if request.content_length is not None and request.content_length > cap:
-        raise api_error(web.HTTPRequestEntityTooLarge, f"the background picture is "
-                        f"{request.content_length} bytes; this server accepts up to {cap}")
-    written = 0
-    with target.open("wb") as out:
-        async for chunk in request.content.iter_chunked(_CHUNK):
-            written += len(chunk)
-            if written > cap:
-                out.close()
-                target.unlink(missing_ok=True)
-                raise api_error(web.HTTPRequestEntityTooLarge, "the background picture is "
-                                f"more than {cap} bytes; this server accepts up to {cap}")
-            out.write(chunk)
-    if written == 0:
-        target.unlink(missing_ok=True)
+        raise too_large(request.content_length, cap, what=what)
+    if await save_upload(request.content.read, target, cap, what=what) == 0:
         raise api_error(web.HTTPBadRequest, "POST a background picture as the request body "
                         "(or GET with ?background=… for a colour or blur)")
 
@@ -610,7 +603,8 @@ def install(app: web.Application, settings: ServerSettings) -> None:
 
     async def forget_all(app: web.Application) -> None:
         # the store lives in memory: after a restart its folders could never be used again
-        await asyncio.to_thread(_remove_dirs, app[MATTES_KEY].all())
+        for kept in app[MATTES_KEY].all():
+            await asyncio.to_thread(shutil.rmtree, kept.dir, ignore_errors=True)
 
     app.on_cleanup.append(forget_all)
     app.router.add_post("/api/mattes", create_matte)
@@ -619,5 +613,5 @@ def install(app: web.Application, settings: ServerSettings) -> None:
     app.router.add_get("/api/mattes/{id}/composite", composite)
     app.router.add_post("/api/mattes/{id}/composite", composite)
     app.router.add_get("/api/jobs/{id}/poster", poster)
-    app.router.add_get("/api/docs", api_docs)
+    add_page(app, "/api/docs", api_docs)
     app.setdefault(OPENAPI_PATHS_KEY, {}).update(openapi_paths())

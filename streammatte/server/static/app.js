@@ -5,7 +5,7 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const { api, withToken, fillEngines, engineNote } = window.streammatteCommon;
+const { api, fillEngines, engineNote } = window.streammatteCommon;
 const VIDEO_EXTENSIONS = ["mp4", "mov", "webm", "avi", "mkv", "m4v"];
 const CONTAINERS = { ".webm": "WebM", ".mp4": "MP4", ".mov": "MOV", ".zip": "PNG frames (zip)" };
 
@@ -204,7 +204,7 @@ function onOriginalError() {
 function showPoster() {
   if (state.originalPlays !== false || !state.jobId) return;
   const poster = $("original-poster");
-  poster.src = withToken("/api/jobs/" + state.jobId + "/poster");
+  poster.src = "/api/jobs/" + state.jobId + "/poster";
   poster.hidden = false;
   $("original-note").textContent = "This browser cannot play " + extensionOf(state.file.name) +
     ": a frame from the server is shown.";
@@ -447,11 +447,11 @@ function showVideoResult(job) {
     note.hidden = false;
   } else {
     video.hidden = false;
-    video.src = withToken(job.result_url + "?inline=1");
+    video.src = job.result_url + "?inline=1";
     video.play().catch(() => undefined);
   }
   const download = $("download");
-  download.href = withToken(job.result_url);
+  download.href = job.result_url;
   download.removeAttribute("download");  // the server names the file (Content-Disposition)
   download.textContent = "Download " + label;
   download.title = (state.formats[format] || {}).description || "";

@@ -4,8 +4,9 @@
 
 (function () {
   // The token arrives once in the URL the server printed. Keep it for this tab and take it out
-  // of the address bar so it is not shared by accident (the server has also set a cookie, so
-  // links between the pages work without it). /obs keeps it: OBS reloads that exact URL.
+  // of the address bar so it is not shared by accident. The server has also set its cookie, so
+  // links between the pages, <img>, <video> and downloads work without it in their URLs (it
+  // takes ?token= on pages only). /obs keeps it: OBS reloads that exact URL.
   const token = (() => {
     const params = new URLSearchParams(location.search);
     const fromUrl = params.get("token");
@@ -20,11 +21,6 @@
     }
     return sessionStorage.getItem("streammatte-token");
   })();
-
-  function withToken(url) {
-    if (!token) return url;
-    return url + (url.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(token);
-  }
 
   // fetch() with the token; a non-2xx answer throws an Error carrying the server's own message
   // ({"error": ...}) and the status, so pages can say what to do about it.
@@ -161,6 +157,6 @@
   }
 
   window.streammatteCommon = {
-    token, withToken, api, engineLabel, engineNote, fillEngines, cameraProblem, megabytes,
+    token, api, engineLabel, engineNote, fillEngines, cameraProblem, megabytes,
   };
 })();
