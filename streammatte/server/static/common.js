@@ -125,7 +125,7 @@
     const name = (error && error.name) || "";
     const pick = obs ? "name another in this source's URL (?camera=<device id>)"
       : "pick another camera above";
-    const again = obs ? "then refresh the source." : "and press Start camera again.";
+    const again = obs ? "then refresh the source." : "then press Start camera again.";
     if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
       return { title: "The browser will not share a camera with this page",
         text: "Browsers only give pages a camera on https:// or on this machine itself " +
@@ -134,23 +134,23 @@
     }
     if (name === "NotFoundError" || name === "DevicesNotFoundError") {
       return { title: "No camera found",
-        text: "Plug a camera in (or close the app that hides it), or " + pick + "; " + again };
+        text: "Plug a camera in (or close the app that hides it), or " + pick + ", " + again };
     }
     if (name === "NotAllowedError" || name === "PermissionDeniedError" || name === "SecurityError") {
       return { title: "The camera is blocked",
         text: obs ? "OBS gives a Browser Source the camera only when OBS is started with " +
-          "--enable-media-stream; " + again
+          "--enable-media-stream, " + again
           : "Allow this page to use the camera (the camera icon in the address bar) and " +
           "press Start camera again." };
     }
     if (name === "NotReadableError" || name === "TrackStartError" || name === "AbortError") {
       return { title: "The camera would not start",
-        text: "Another app may be using it. Close that app, or " + pick + "; " + again };
+        text: "Another app may be using it. Close that app, or " + pick + ", " + again };
     }
     if (name === "OverconstrainedError") {
       return { title: "This camera cannot do that",
         text: (wanted ? "It cannot give " + wanted + ". " : "") +
-          (obs ? "Ask for a smaller ?size= in this source's URL; " + again
+          (obs ? "Ask for a smaller ?size= in this source's URL, " + again
             : "Pick a smaller resolution or another camera above.") };
     }
     return { title: "The camera did not start", text: (error && error.message) || String(error) };
