@@ -459,11 +459,15 @@ class LivePeer:
                 task.cancel()
         if self.track is not None:
             self.track.stop()
-        await self.pc.close()
-        # close the processor on its own thread, after any frame in flight
-        with contextlib.suppress(RuntimeError):
-            await self.run_in_thread(self.processor.close)
-        self.executor.shutdown(wait=False)
+        try:
+            await self.pc.close()
+            # close the processor on its own thread, after any frame in flight
+            with contextlib.suppress(RuntimeError):
+                await self.run_in_thread(self.processor.close)
+        finally:
+            # also when this close is cancelled (a second close() returns at once, and the
+            # loop may end first): otherwise the idle worker thread would live on
+            self.executor.shutdown(wait=False)
         log.info("live peer %s closed", self.id)
 
 
