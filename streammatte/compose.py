@@ -124,6 +124,13 @@ def blend(fg: RGBImage, bg: RGBImage, alpha: Alpha) -> RGBImage:
     return result
 
 
+def alpha_to_uint8(alpha: Alpha) -> npt.NDArray[np.uint8]:
+    """Alpha in [0, 1] → 0…255, rounded: how every output (PNG alpha, matte, frames API)
+    stores it."""
+    out: npt.NDArray[np.uint8] = np.clip(alpha * 255 + 0.5, 0, 255).astype(np.uint8)
+    return out
+
+
 OutputMode = Literal["rgb", "rgba", "matte"]
 
 
@@ -172,11 +179,9 @@ class Compositor:
 
     def __call__(self, frame: RGBImage, alpha: Alpha) -> npt.NDArray[np.uint8]:
         if self.mode == "matte":
-            matte: npt.NDArray[np.uint8] = np.clip(alpha * 255 + 0.5, 0, 255).astype(np.uint8)
-            return matte
+            return alpha_to_uint8(alpha)
         if self.background.is_transparent:
-            a8 = np.clip(alpha * 255 + 0.5, 0, 255).astype(np.uint8)
-            rgba: npt.NDArray[np.uint8] = np.dstack([frame, a8])
+            rgba: npt.NDArray[np.uint8] = np.dstack([frame, alpha_to_uint8(alpha)])
             return rgba
         composite = blend(frame, self._backdrop(frame), alpha)
         if self.mode == "rgba":

@@ -7,6 +7,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .errors import ConfigError
+from .refine import UPSAMPLERS
+from .temporal import temporal_modes
+
+#: the engine every entry point uses when none is named (the library, the CLI, the server)
+DEFAULT_ENGINE = "u2netp"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -14,7 +19,7 @@ class MatteConfig:
     """Options shared by files, images and live runs. Unknown keys are errors."""
 
     #: catalog model (``u2netp``, ``u2net``, …) or builtin engine (``mog2``)
-    engine: str = "u2netp"
+    engine: str = DEFAULT_ENGINE
     #: ``auto`` (transparent where the format has alpha, else white), ``transparent``,
     #: ``blur``, a colour, or an image/video path
     background: str = "auto"
@@ -52,6 +57,12 @@ class MatteConfig:
             raise ConfigError(f"max_queue_frames should be >= 1, got {self.max_queue_frames}")
         if not self.engine:
             raise ConfigError("engine should not be empty")
+        if self.temporal.lower() not in temporal_modes():
+            raise ConfigError(f"unknown temporal mode {self.temporal!r} "
+                              f"(choose from: {', '.join(temporal_modes())})")
+        if self.upsample not in UPSAMPLERS:
+            raise ConfigError(f"unknown upsampler {self.upsample!r} "
+                              f"(choose from: {', '.join(UPSAMPLERS)})")
         if self.input_size is not None and self.short_side is not None:
             raise ConfigError("choose input_size or short_side, not both")
         if self.input_size is not None and (

@@ -19,6 +19,7 @@ def test_wheel_carries_catalog_and_static_files(tmp_path: Path) -> None:
     catalog = {Path(n).name for n in names if n.startswith("streammatte/_catalog/")}
     assert catalog == {p.name for p in (REPO / "engines").glob("*.toml")}
     assert "streammatte/server/static/index.html" in names
+    assert "streammatte/py.typed" in names  # type checkers read the package's annotations
     # installed away from the checkout, the catalog is read from inside the package
     target = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(target)

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..config import MatteConfig
+from ..config import DEFAULT_ENGINE, MatteConfig
 from ..inference import BACKENDS
 from ..refine import UPSAMPLERS
 from ..sinks.formats import FORMATS
@@ -18,9 +18,9 @@ SubParsers = Any  # argparse's _SubParsersAction is private
 
 def add_engine_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("engine")
-    group.add_argument("--engine", "-e", default="u2netp",
+    group.add_argument("--engine", "-e", default=DEFAULT_ENGINE,
                        help="catalog model or builtin engine (see `streammatte models list`); "
-                       "default: u2netp")
+                       f"default: {DEFAULT_ENGINE}")
     group.add_argument("--model-file", type=Path, metavar="PATH",
                        help="use this local ONNX file (verified against the catalog's sha256)")
     add_models_dir_option(group)
@@ -111,10 +111,9 @@ def config_from(args: argparse.Namespace) -> MatteConfig:
         "backend": args.backend,
         "rembg_compat": args.rembg_compat,
         "background": args.background,
-        "overwrite": args.overwrite,
     }
     for name in ("output_format", "temporal", "upsample", "batch_size", "strict", "input_size",
-                 "short_side"):
+                 "short_side", "overwrite"):
         if hasattr(args, name):
             options[name] = getattr(args, name)
     if getattr(args, "only_mask", False):

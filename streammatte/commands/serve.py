@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..config import DEFAULT_ENGINE
 from ..errors import ConfigError, EngineUnavailableError
 from .common import SubParsers, add_models_dir_option, models_dir_from
 
@@ -52,8 +53,8 @@ def add_parser(subparsers: SubParsers) -> None:
     jobs.add_argument("--job-expiry-s", type=float, default=3600,
                       help="remove finished jobs and their files after this (default: 3600)")
     engine = parser.add_argument_group("engine")
-    engine.add_argument("--engine", "-e", default="u2netp",
-                        help="engine preselected on the page (default: u2netp)")
+    engine.add_argument("--engine", "-e", default=DEFAULT_ENGINE,
+                        help=f"engine preselected on the page (default: {DEFAULT_ENGINE})")
     engine.add_argument("--live-engine", default="mediapipe-selfie",
                         help="engine preselected on the live page (default: mediapipe-selfie, "
                         "or --engine when --engines leaves it out)")

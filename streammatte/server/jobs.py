@@ -5,9 +5,10 @@ may pull a model), probing, matting. Engines are opened once and shared between 
 ONNX Runtime sessions may run concurrently. A stateful engine (MOG2 learns a background) is
 opened fresh for each job instead.
 
-A job is cancelled cooperatively: its ``on_progress`` callback raises ``_Cancelled`` when the
-job's event is set; the pipeline stops its threads and re-raises, and FileSink removes its
-temporary output on the way out, so a cancelled or failed job leaves no partial result.
+A job is cancelled through matte_video's cancel contract: the job's event is its ``cancel``
+handle, checked between frames; the pipeline stops its threads and raises CancelledRun, and
+FileSink removes its temporary output on the way out, so a cancelled or failed job leaves no
+partial result.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from typing import Any, Literal, TypeVar
 
 from ..api import matte_video
 from ..config import MatteConfig
-from ..errors import ConfigError, StreamMatteError
+from ..errors import CancelledRun, ConfigError, StreamMatteError
 from ..inference import BUILTIN_ENGINES, Engine, open_engine
 from ..models.catalog import load_catalog
 from ..models.store import ModelStore
@@ -196,10 +197,6 @@ class VideoOptions:
 
 MEDIA_TYPES = {".mp4": "video/mp4", ".mov": "video/quicktime", ".webm": "video/webm",
                ".zip": "application/zip"}
-
-
-class _Cancelled(Exception):
-    """Raised from on_progress to stop a job's pipeline."""
 
 
 class _TooLong(Exception):
@@ -471,13 +468,13 @@ class JobManager:
         try:
             async with self._slots:
                 if job.cancel_event.is_set():
-                    raise _Cancelled
+                    raise CancelledRun("cancelled before it started")
                 job.state = "running"
                 job.started_s = time.time()
                 loop = asyncio.get_running_loop()
                 await loop.run_in_executor(self._video_pool, self._run, job)
             job.state = "done"
-        except (_Cancelled, asyncio.CancelledError):
+        except (CancelledRun, asyncio.CancelledError):
             job.state = "cancelled"
             job.error = "cancelled"
         except Exception as exc:
@@ -505,8 +502,6 @@ class JobManager:
         max_frames = None if job.media.duration_s else int(settings.max_video_duration_s * rate)
 
         def on_progress(stats: PipelineStats) -> None:
-            if job.cancel_event.is_set():
-                raise _Cancelled
             job.frames_done = stats.frames_out
             job.fps = stats.fps
             if max_frames is not None and stats.frames_in > max_frames:
@@ -524,10 +519,8 @@ class JobManager:
         frames_dir = job.dir / "result-frames" if FORMATS[options.output_format].codec is None \
             else None
         with self.engines.acquire(options.engine) as engine:
-            if job.cancel_event.is_set():
-                raise _Cancelled
             report = matte_video(job.input_path, frames_dir or output, config, engine=engine,
-                                 on_progress=on_progress)
+                                 on_progress=on_progress, cancel=job.cancel_event)
         if frames_dir is not None:
             _zip_folder(frames_dir, output)
         job.frames_done = report.frames_out
@@ -536,8 +529,8 @@ class JobManager:
         job.notes = [job.filename + n[len(prefix) - 1:] if n.startswith(prefix) else n
                      for n in report.notes]
         job.result_path = output
-        if job.cancel_event.is_set():
-            raise _Cancelled
+        if job.cancel_event.is_set():  # cancelled after the last frame: still cancelled
+            raise CancelledRun("cancelled")
 
 
 def _zip_folder(folder: Path, archive: Path) -> None:

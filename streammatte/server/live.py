@@ -44,17 +44,12 @@ from aiortc import (
 )
 from aiortc.mediastreams import MediaStreamError
 
-from ..api import Matter
+from ..chain import Chain
 from ..compose import NAMED_COLOURS, Compositor, parse_background
+from ..config import DEFAULT_ENGINE, MatteConfig
 from ..errors import ConfigError, StreamMatteError
 from ..inference import Engine
-from ..temporal import (
-    DEFAULT_LIVE_MODE,
-    TEMPORAL_FILTERS,
-    ShedUnderLoad,
-    TemporalFilter,
-    make_temporal,
-)
+from ..temporal import DEFAULT_LIVE_MODE, TEMPORAL_FILTERS, ShedUnderLoad
 from .api import ENGINES_KEY, OPENAPI_PATHS_KEY
 from .jobs import EngineProvider, server_temp_dir
 from .settings import (
@@ -85,7 +80,7 @@ class LiveSettings:
     """What the page controls. ``background`` is never a server path: only ``blur``, a colour,
     or ``upload:<id>`` naming a file uploaded through ``POST /api/live/backgrounds``."""
 
-    engine: str = "mediapipe-selfie"
+    engine: str = DEFAULT_ENGINE
     background: str = "blur"
     temporal: str = DEFAULT_LIVE_MODE
     #: keep ``temporal`` even while frames are dropped; by default the smoothing steps down
@@ -128,7 +123,7 @@ class FrameProcessor:
         self._dropped = dropped
         self.settings: LiveSettings | None = None
         self._engine: Engine | None = None
-        self._matter: Matter | None = None
+        self._chain: Chain | None = None
         self._shedder: ShedUnderLoad | None = None
         self._compositor: Compositor | None = None
         self._refine: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
@@ -147,17 +142,22 @@ class FrameProcessor:
     def apply(self, settings: LiveSettings) -> LiveSettings:
         """Switch to ``settings``; on error the previous settings stay in force."""
         old = self.settings
-        engine, matter = self._engine, self._matter
+        engine, chain = self._engine, self._chain
         opened: Engine | None = None
         try:
             shedder = self._shedder
-            if old is None or settings.engine != old.engine or matter is None:
-                opened = self._open_engine(settings.engine)
-                engine, matter = opened, Matter(opened, temporal=settings.temporal)
-                matter.temporal, shedder = self._smoothing(settings)
-            elif (settings.temporal, settings.keep_smoothing) != (old.temporal,
-                                                                   old.keep_smoothing):
-                matter.temporal, shedder = self._smoothing(settings)
+            if old is None or chain is None or engine is None or settings.engine != old.engine:
+                opened = engine = self._open_engine(settings.engine)
+                rebuild = True
+            else:
+                rebuild = (settings.temporal, settings.keep_smoothing) != (old.temporal,
+                                                                           old.keep_smoothing)
+            if rebuild:
+                # a new chain over the engine: the smoothing policy goes in, never patched in
+                shedder = None if settings.keep_smoothing else ShedUnderLoad(
+                    settings.temporal, self._dropped)
+                chain = Chain(MatteConfig(engine=settings.engine, temporal=settings.temporal),
+                              engine=engine, temporal=shedder)
             compositor = self._compositor
             if old is None or settings.background != old.background or compositor is None:
                 compositor = LiveCompositor(self._background(settings.background), "rgb")
@@ -170,17 +170,11 @@ class FrameProcessor:
             self._engine.close()
         if compositor is not self._compositor and self._compositor is not None:
             self._compositor.close()
-        self._engine, self._matter, self._compositor = engine, matter, compositor
+        self._engine, self._chain, self._compositor = engine, chain, compositor
         self._shedder = shedder
         self._refine = refine
         self.settings = settings
         return settings
-
-    def _smoothing(self, settings: LiveSettings) -> tuple[TemporalFilter, ShedUnderLoad | None]:
-        if settings.keep_smoothing:
-            return make_temporal(settings.temporal), None
-        shedder = ShedUnderLoad(settings.temporal, self._dropped)
-        return shedder, shedder
 
     def _background(self, text: str) -> Any:
         lowered = text.strip().lower()
@@ -192,10 +186,10 @@ class FrameProcessor:
         return parse_background(text)
 
     def process(self, frame: av.VideoFrame) -> av.VideoFrame:
-        if self._matter is None or self._compositor is None or self.settings is None:
+        if self._chain is None or self._compositor is None or self.settings is None:
             raise RuntimeError("FrameProcessor.apply() must run before process()")
         image = np.asarray(frame.to_ndarray(format="rgb24"), dtype=np.uint8)
-        alpha = self._matter.alpha(image)
+        alpha = self._chain.alpha(image)
         if self._refine is not None:
             alpha = np.asarray(self._refine(alpha, image), dtype=np.float32)
         out = side_by_side(image, alpha) if self.settings.alpha else self._compositor(image, alpha)
@@ -212,7 +206,7 @@ class FrameProcessor:
         if self._engine is not None:
             self._engine.close()
             self._engine = None
-        self._matter = None
+        self._chain = None
         self._shedder = None
 
 

@@ -33,6 +33,7 @@ from typing import Any
 from aiohttp import web
 
 from ..compose import NAMED_COLOURS, parse_background
+from ..config import DEFAULT_ENGINE
 from ..errors import ConfigError
 from ..temporal import DEFAULT_LIVE_MODE, TEMPORAL_FILTERS
 from .probe import IMAGE_TYPES, VIDEO_TYPES, MediaInfo, MediaKind, ProbeError, probe
@@ -140,7 +141,7 @@ class ServerSettings:
     #: image requests processed at once (they do not wait behind video jobs)
     max_concurrent_images: int = 2
     #: engine preselected on the pages and used when a request names none
-    engine: str = "u2netp"
+    engine: str = DEFAULT_ENGINE
     #: engine preselected on the live page (``engine`` when this one is not offered)
     live_engine: str = "mediapipe-selfie"
     #: engines offered (catalog models and builtins); None: all of them
