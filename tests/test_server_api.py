@@ -32,7 +32,7 @@ from pytest_aiohttp.plugin import AiohttpClient
 from streammatte.errors import ConfigError, SourceError
 from streammatte.inference.base import Engine
 from streammatte.inference.mog2 import Mog2Engine
-from streammatte.server import ServerSettings, create_app
+from streammatte.server import ServerSettings, create_app, pages
 from streammatte.server.api import JOBS_KEY, openapi_document
 from streammatte.server.jobs import EngineInfo, EngineProvider
 from streammatte.server.probe import ProbeError, probe
@@ -155,7 +155,8 @@ async def test_page_and_its_assets_are_served_locally(make_client: MakeClient) -
     html = await page.text()
     assert 'src="/static/app.js"' in html and 'href="/static/app.css"' in html
     assert "http://" not in html and "https://" not in html  # no CDN
-    for asset, needle in (("app.js", "/api/remove"), ("app.css", "conic-gradient")):
+    for asset, needle in (("app.js", "/api/mattes"), ("common.js", "Authorization"),
+                          ("app.css", "conic-gradient")):
         response = await client.get(f"/static/{asset}")
         assert response.status == 200 and needle in await response.text()
     assert (await client.get("/static/../app.py")).status in (403, 404)
@@ -192,7 +193,9 @@ async def test_openapi_documents_exactly_the_routes(make_client: MakeClient,
     assert response.status == 200
     document = await response.json()
     if not extensions:
-        assert document == json.loads(json.dumps(openapi_document()))
+        expected = openapi_document()
+        expected["paths"].update(pages.openapi_paths())
+        assert document == json.loads(json.dumps(expected))
     assert document["openapi"].startswith("3.")
     documented = {(path, method.upper()) for path, item in document["paths"].items()
                   for method in item if method != "parameters"}

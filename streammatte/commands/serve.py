@@ -55,6 +55,9 @@ def add_parser(subparsers: SubParsers) -> None:
     engine = parser.add_argument_group("engine")
     engine.add_argument("--engine", "-e", default=DEFAULT_ENGINE,
                         help=f"engine preselected on the page (default: {DEFAULT_ENGINE})")
+    engine.add_argument("--live-engine", default="mediapipe-selfie",
+                        help="engine preselected on the live page (default: mediapipe-selfie, "
+                        "or --engine when --engines leaves it out)")
     engine.add_argument("--engines", metavar="LIST",
                         help="comma-separated engines to offer (default: every catalog model "
                         "and builtin)")
@@ -86,7 +89,7 @@ def settings_from(args: argparse.Namespace, environ: dict[str, str]) -> Any:
         max_video_pixels=int(args.max_video_mp * 1e6),
         jobs_dir=args.jobs_dir, job_expiry_s=args.job_expiry_s,
         max_concurrent_jobs=args.max_jobs, max_queued_jobs=args.max_queued,
-        engine=args.engine.lower(),
+        engine=args.engine.lower(), live_engine=args.live_engine.lower(),
         engines=tuple(e.strip().lower() for e in args.engines.split(",") if e.strip())
         if args.engines else None,
         models_dir=models_dir_from(args), device=args.device,

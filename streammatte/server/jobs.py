@@ -70,6 +70,10 @@ class EngineInfo:
     non_commercial: bool = False
     size_bytes: int | None = None
     video_only: bool = False
+    #: how the page groups and ranks it: "people" / "anything" / "static camera", and
+    #: "fastest" … "best" (the catalog's good_for and tier)
+    good_for: str | None = None
+    tier: str | None = None
 
 
 class EngineProvider:
@@ -89,11 +93,12 @@ class EngineProvider:
         """Every catalog model and builtin engine, opened with the server's device and cache."""
         catalog = load_catalog()
         infos = [EngineInfo(name=s.name, title=s.title, kind="model", licence=s.licence,
-                            non_commercial=s.non_commercial, size_bytes=s.size_bytes)
+                            non_commercial=s.non_commercial, size_bytes=s.size_bytes,
+                            good_for=s.good_for, tier=s.tier)
                  for s in catalog.values()]
         infos += [EngineInfo(name=name, title=f"{name.upper()} background subtraction "
                              "(static camera, video only)", kind="builtin",
-                             video_only=name in _VIDEO_ONLY)
+                             video_only=name in _VIDEO_ONLY, good_for="static camera")
                   for name in BUILTIN_ENGINES]
         store = ModelStore(settings.models_dir)
 
@@ -118,7 +123,8 @@ class EngineProvider:
     def describe(self) -> list[dict[str, Any]]:
         return [{"name": i.name, "title": i.title, "kind": i.kind, "licence": i.licence,
                  "non_commercial": i.non_commercial, "size_bytes": i.size_bytes,
-                 "video_only": i.video_only, "cached": self._is_cached(i.name),
+                 "video_only": i.video_only, "good_for": i.good_for, "tier": i.tier,
+                 "cached": self._is_cached(i.name),
                  "loaded": i.name in self._engines}
                 for i in self._infos.values()]
 
