@@ -15,7 +15,8 @@ def add_parser(subparsers: SubParsers) -> None:
     parser = subparsers.add_parser("bench", help="measure speed and memory on a clip",
                                    description=__doc__)
     parser.add_argument("clip", type=Path, help="video file to measure on")
-    parser.add_argument("--engine", "-e", default="u2netp")
+    parser.add_argument("--engine", "-e", default="u2netp",
+                        help="engine to measure (default: u2netp)")
     parser.add_argument("--temporal", default=DEFAULT_FILE_MODE, choices=temporal_modes(),
                         help=f"temporal mode of the end-to-end run (default {DEFAULT_FILE_MODE})")
     parser.add_argument("--frames", type=int, default=40,
