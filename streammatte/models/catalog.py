@@ -161,6 +161,8 @@ class ModelSpec:
     backend: str = "onnxruntime"
     md5: str | None = None
     notes: str | None = None
+    #: what the model suits, in a few words (``streammatte models list``)
+    good_for: str | None = None
     path: Path | None = field(default=None, compare=False)
 
     def licence_label(self) -> str:
@@ -261,7 +263,8 @@ def parse_spec(data: Mapping[str, Any], where: str) -> ModelSpec:
     _check_keys(
         data,
         {"name", "title", "task", "licence", "non_commercial", "file", "sha256", "md5",
-         "size_bytes", "homepage", "backend", "input", "output", "sources", "notes"},
+         "size_bytes", "homepage", "backend", "input", "output", "sources", "notes",
+         "good_for"},
         where,
     )
     raw_in = _require(data, "input", dict, where)
@@ -333,6 +336,7 @@ def parse_spec(data: Mapping[str, Any], where: str) -> ModelSpec:
         backend=data.get("backend", "onnxruntime"),
         md5=md5,
         notes=data.get("notes"),
+        good_for=data.get("good_for"),
     )
 
 
