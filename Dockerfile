@@ -13,8 +13,8 @@
 ARG BASE_IMAGE=python:3.11-slim-bookworm
 
 FROM ${BASE_IMAGE} AS install
-# `make docker` removes this stage's image once the build is done
-LABEL streammatte.stage=install
+# `make docker` removes this stage's image, and a build the new one replaced, when it is done
+LABEL streammatte.build=cpu
 ARG EXTRAS=server,webrtc,mediapipe
 COPY build/docker/wheels /tmp/wheels
 RUN python3 -m venv /opt/streammatte \
@@ -22,6 +22,7 @@ RUN python3 -m venv /opt/streammatte \
       --find-links /tmp/wheels "streammatte[${EXTRAS}]"
 
 FROM ${BASE_IMAGE}
+LABEL streammatte.build=cpu
 COPY --from=install /opt/streammatte /opt/streammatte
 # an unprivileged user; a new named volume takes /models' owner from the image
 RUN useradd --uid 1000 --create-home --shell /usr/sbin/nologin streammatte \

@@ -71,13 +71,13 @@ docker:
 	@if docker image inspect $(DOCKER_BASE) >/dev/null 2>&1 || docker pull $(DOCKER_BASE); then \
 	  base=$(DOCKER_BASE); \
 	else \
-	  echo "no registry: making $(LOCAL_BASE) with debootstrap"; \
+	  echo "no registry: building on $(LOCAL_BASE), made here with debootstrap"; \
 	  docker image inspect $(LOCAL_BASE) >/dev/null 2>&1 || docker/bookworm-base.sh $(LOCAL_BASE); \
 	  base=$(LOCAL_BASE); \
 	fi; \
 	docker build --build-arg BASE_IMAGE=$$base --build-arg EXTRAS=$(DOCKER_EXTRAS) \
 	  --tag $(DOCKER_IMAGE) .
-	docker image prune --force --filter label=streammatte.stage=install >/dev/null
+	docker image prune --force --filter label=streammatte.build=cpu >/dev/null
 
 # The CUDA image (Dockerfile.cuda): needs an NVIDIA base image from a registry and the
 # NVIDIA Container Toolkit to run (docker run --gpus all …).
