@@ -239,13 +239,14 @@ async def test_the_api_page_curl_examples_run(server_client: MakeClient, tmp_pat
 def test_engines_say_what_they_are_good_for() -> None:
     settings = ServerSettings(engines=("u2netp", "mediapipe-selfie", "mog2"))
     engines = {e["name"]: e for e in EngineProvider.from_catalog(settings).describe()}
-    assert (engines["u2netp"]["good_for"], engines["u2netp"]["tier"]) == ("anything", "fastest")
-    assert engines["mediapipe-selfie"]["good_for"] == "people"
-    assert engines["mog2"]["good_for"] == "static camera"
+    assert (engines["u2netp"]["subject"], engines["u2netp"]["tier"]) == ("anything", "fastest")
+    assert engines["mediapipe-selfie"]["subject"] == "people"
+    assert engines["mog2"]["subject"] == "static camera"
+    assert engines["mog2"]["good_for"] == "a static camera; video only"
 
 
 def test_every_catalog_model_says_what_it_is_good_for() -> None:
     from streammatte.models.catalog import load_catalog
 
-    missing = [s.name for s in load_catalog().values() if s.good_for is None or s.tier is None]
+    missing = [s.name for s in load_catalog().values() if None in (s.good_for, s.subject, s.tier)]
     assert missing == []

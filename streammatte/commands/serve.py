@@ -62,7 +62,7 @@ def add_parser(subparsers: SubParsers) -> None:
                         help="comma-separated engines to offer (default: every catalog model "
                         "and builtin)")
     add_models_dir_option(engine)
-    engine.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    engine.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default: auto)")
     parser.add_argument("--verbose", "-v", action="store_true", help="log every request")
     parser.set_defaults(func=run)
 

@@ -24,10 +24,10 @@ else:  # pragma: no cover - exercised on 3.10 only
 
 Task = Literal["segmentation", "matting"]
 Activation = Literal["none", "sigmoid"]
-GoodFor = Literal["people", "anything"]
+Subject = Literal["people", "anything"]
 #: fastest first; "best" is the best quality this catalog has for that kind of subject
 Tier = Literal["fastest", "fast", "balanced", "best"]
-GOOD_FOR: tuple[str, ...] = ("people", "anything")
+SUBJECTS: tuple[str, ...] = ("people", "anything")
 TIERS: tuple[str, ...] = ("fastest", "fast", "balanced", "best")
 
 
@@ -166,9 +166,11 @@ class ModelSpec:
     backend: str = "onnxruntime"
     md5: str | None = None
     notes: str | None = None
+    #: what the model suits, in a few words (``streammatte models list``)
+    good_for: str | None = None
     #: what the model is for, as the web page groups engines: "people" or "anything"
-    good_for: GoodFor | None = None
-    #: its place on the speed / quality trade-off among models good for the same thing
+    subject: Subject | None = None
+    #: its place on the speed / quality trade-off among models for the same subject
     tier: Tier | None = None
     path: Path | None = field(default=None, compare=False)
 
@@ -271,7 +273,7 @@ def parse_spec(data: Mapping[str, Any], where: str) -> ModelSpec:
         data,
         {"name", "title", "task", "licence", "non_commercial", "file", "sha256", "md5",
          "size_bytes", "homepage", "backend", "input", "output", "sources", "notes",
-         "good_for", "tier"},
+         "good_for", "subject", "tier"},
         where,
     )
     raw_in = _require(data, "input", dict, where)
@@ -323,10 +325,10 @@ def parse_spec(data: Mapping[str, Any], where: str) -> ModelSpec:
     sources = tuple(
         _parse_source(s, f"{where} sources[{i}]") for i, s in enumerate(data.get("sources", []))
     )
-    good_for = data.get("good_for")
-    if good_for is not None and good_for not in GOOD_FOR:
-        raise ModelError(f"{where}: good_for should be one of {', '.join(GOOD_FOR)}, "
-                         f"got {good_for!r}")
+    subject = data.get("subject")
+    if subject is not None and subject not in SUBJECTS:
+        raise ModelError(f"{where}: subject should be one of {', '.join(SUBJECTS)}, "
+                         f"got {subject!r}")
     tier = data.get("tier")
     if tier is not None and tier not in TIERS:
         raise ModelError(f"{where}: tier should be one of {', '.join(TIERS)}, got {tier!r}")
@@ -350,7 +352,8 @@ def parse_spec(data: Mapping[str, Any], where: str) -> ModelSpec:
         backend=data.get("backend", "onnxruntime"),
         md5=md5,
         notes=data.get("notes"),
-        good_for=good_for,
+        good_for=data.get("good_for"),
+        subject=subject,
         tier=tier,
     )
 

@@ -65,7 +65,7 @@
 
   // "Anything, fastest · u2netp": what it is good for first, the model name second.
   function engineLabel(engine) {
-    const subject = SUBJECTS[engine.good_for];
+    const subject = SUBJECTS[engine.subject];
     const tier = TIERS[engine.tier];
     const what = subject && tier ? subject + ", " + tier.toLowerCase() : subject || tier;
     const name = what ? what + " · " + engine.name : engine.name;
@@ -95,7 +95,7 @@
     const grouped = new Map(GROUPS.map(([key]) => [key, []]));
     const other = [];
     for (const engine of engines) {
-      (grouped.get(engine.good_for) || other).push(engine);
+      (grouped.get(engine.subject) || other).push(engine);
     }
     const add = (parent, engine) => {
       const option = new Option(engineLabel(engine), engine.name);
