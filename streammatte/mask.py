@@ -39,8 +39,10 @@ class MaskStep:
         self.despill = config.despill
         self._disc: np.ndarray | None = None
         if self.radius:
-            side = 2 * abs(self.radius) + 1
-            self._disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (side, side))
+            # a Euclidean disc: OpenCV's MORPH_ELLIPSE is lopsided by a pixel
+            r = abs(self.radius)
+            yy, xx = np.mgrid[-r:r + 1, -r:r + 1]
+            self._disc = (np.hypot(yy, xx) <= r).astype(np.uint8)
 
     @property
     def changes_alpha(self) -> bool:
