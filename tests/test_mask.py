@@ -7,6 +7,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import numpy.typing as npt
 import pytest
 from media import BrightnessEngine, imread
 
@@ -17,9 +18,10 @@ from streammatte.errors import ConfigError
 from streammatte.mask import MaskStep
 
 
-def _disc(radius: float, size: int = 101) -> np.ndarray:
+def _disc(radius: float, size: int = 101) -> npt.NDArray[np.float32]:
     yy, xx = np.mgrid[0:size, 0:size] - size // 2
-    return (np.hypot(yy, xx) <= radius).astype(np.float32)
+    disc: npt.NDArray[np.float32] = (np.hypot(yy, xx) <= radius).astype(np.float32)
+    return disc
 
 
 def _step(**options: object) -> MaskStep:
@@ -59,7 +61,7 @@ def test_feather_ramps_the_edge_over_its_pixels() -> None:
 
 
 def test_threshold_then_shrink_then_feather() -> None:
-    soft = cv2.GaussianBlur(_disc(30), (0, 0), 3)
+    soft = np.asarray(cv2.GaussianBlur(_disc(30), (0, 0), 3), np.float32)
     hard = _step(threshold=0.5).alpha(soft)
     radius = np.count_nonzero(hard[50, 50:]) - 1  # the hard disc the threshold leaves
     out = _step(threshold=0.5, shrink_px=5, feather_px=4).alpha(soft)
@@ -77,7 +79,7 @@ def test_despill_recovers_the_true_foreground_on_real_footage(shared_data: Path)
     bg = np.empty_like(fg)
     bg[:] = (40, 200, 60)  # a green backdrop spilling into the edges
     truth = imread(davis / "parkour/masks/00030.png", cv2.IMREAD_GRAYSCALE) / 255.0
-    alpha = cv2.GaussianBlur(truth.astype(np.float32), (0, 0), 2.5)
+    alpha = np.asarray(cv2.GaussianBlur(truth.astype(np.float32), (0, 0), 2.5), np.float32)
     frame = np.round(alpha[..., None] * fg + (1 - alpha[..., None]) * bg).astype(np.uint8)
     soft = (alpha > 0.1) & (alpha < 0.9)
     despilled = _step(despill=True).foreground(frame, alpha)

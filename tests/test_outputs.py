@@ -53,7 +53,7 @@ def test_composite_matte_and_foreground_from_one_engine_run(
         colour = np.ascontiguousarray(fg[..., :3])  # BGR, as OpenCV read it
         green = np.empty_like(colour)
         green[:] = (64, 177, 0)
-        expected = blend(colour, green, m.astype(np.float32) / 255)
+        expected = blend(colour, green, (m / 255).astype(np.float32))
         assert np.abs(comp[..., :3].astype(int) - expected).max() <= 1
         found = m > 127
         assert (found & truth).sum() / (found | truth).sum() > 0.5  # the runner is found
