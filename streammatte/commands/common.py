@@ -102,7 +102,7 @@ def add_output_options(parser: argparse.ArgumentParser, *, video: bool) -> None:
         group.add_argument("--format", "-f", dest="output_format", default="auto",
                            choices=["auto", *FORMATS],
                            help="default: from the output extension (.mp4 H.264, .mov ProRes "
-                           "4444, .webm VP9 alpha, no extension: PNG sequence)")
+                           "4444, .webm VP9 alpha, .gif GIF, no extension: PNG sequence)")
         group.add_argument("--temporal", default=DEFAULT_FILE_MODE, choices=temporal_modes(),
                            help="temporal smoothing of the matte (default: "
                            f"{DEFAULT_FILE_MODE}, which looks {DEFAULT_FILE_DELAY} frames "
