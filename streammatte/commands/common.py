@@ -183,11 +183,12 @@ def add_mask_options(parser: argparse.ArgumentParser) -> None:
                        "background")
     size = group.add_mutually_exclusive_group()
     size.add_argument("--shrink", type=int, default=0, metavar="PX", dest="shrink_px",
-                      help="erode the mask by PX pixels (cuts a halo of the old background)")
+                      help="erode the mask by PX pixels (cuts a halo of the old background; "
+                      "default: 0)")
     size.add_argument("--grow", type=int, default=0, metavar="PX", dest="grow_px",
-                      help="dilate the mask by PX pixels (keeps thin parts)")
-    group.add_argument("--feather", type=float, default=0.0, metavar="PX", dest="feather_px",
-                       help="soften the edge so it ramps over about PX pixels")
+                      help="dilate the mask by PX pixels (keeps thin parts; default: 0)")
+    group.add_argument("--feather", type=float, default=0, metavar="PX", dest="feather_px",
+                       help="soften the edge so it ramps over about PX pixels (default: 0)")
     group.add_argument("--despill", action="store_true",
                        help="remove the old background's colour from soft edges (green spill, "
                        "dark halos) in the composite and the foreground")
