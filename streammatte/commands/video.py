@@ -184,6 +184,7 @@ def _summary(report: RunReport) -> str:
 
 
 def _details(report: RunReport) -> list[str]:
-    return ([f"also wrote {out.path} ({out.kind}, {out.format})" for out in report.outputs[1:]]
+    return ([f"also wrote {out.path} ({out.kind}, {out.encoder or out.format})"
+             for out in report.outputs[1:]]
             + [f"audio: {track}" for track in report.audio_tracks]
             + [f"note: {note}" for note in report.notes])
