@@ -122,3 +122,27 @@ def test_every_field_is_documented(tmp_path: Path) -> None:
         | set(document["runs"][0]["outputs"][0])
     assert keys <= documented, sorted(keys - documented)
     assert SCHEMA in docs
+
+
+def test_an_interrupted_run_writes_its_report_and_no_output(tmp_path: Path,
+                                                            shared_data: Path) -> None:
+    import signal
+    import time
+
+    out, report = tmp_path / "out.mp4", tmp_path / "r.json"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streammatte", "video", str(shared_data / "media" / "vtest.avi"),
+         "-o", str(out), "-e", "mog2", "-b", "blur", "--report", str(report)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not any(p.name.startswith(".out.mp4.partial-") for p in tmp_path.iterdir()):
+        assert process.poll() is None, process.communicate()[1]
+        assert time.monotonic() < deadline, "the run never staged its output"
+        time.sleep(0.05)
+    time.sleep(2)  # into the run: 795 frames take far longer
+    assert process.poll() is None
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 143, err
+    assert _read(report)["status"] == "interrupted"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json"]
