@@ -20,6 +20,7 @@ from ..compose import Background, Compositor, OutputMode, parse_background
 from ..config import MatteConfig
 from ..frames import Alpha, FramePacket, RGBImage
 from ..inference import Engine, open_engine
+from ..mask import MaskStep
 from ..models.store import ProgressFn
 from ..pipeline import Stage
 from ..temporal import (
@@ -94,6 +95,8 @@ class Chain:
             raise
         self.engine = engine
         self._owns_engine = opened is not None
+        #: threshold, shrink/grow, feather, despill: after temporal, before compositing
+        self.mask = MaskStep(config)
         #: what the last ``stages()`` chose, and why: for the run report
         self.notes: list[str] = []
         self._close_gpu: Callable[[], None] | None = None
@@ -110,13 +113,13 @@ class Chain:
         it needs ``stages()``)."""
         if self._zero_lag is None:
             self._zero_lag = make_temporal(self.temporal_mode)
-        return self._zero_lag(self.matter.alpha(image), image)
+        return self.mask.alpha(self._zero_lag(self.matter.alpha(image), image))
 
     def composite(self, image: RGBImage, alpha: Alpha) -> npt.NDArray[np.uint8]:
         """The compose step on one frame: what ``output`` asked for over the background."""
         if self.compositor is None:
             raise ValueError("this chain was built without an output (alpha only)")
-        return self.compositor(image, alpha)
+        return self.compositor(image, alpha, self.mask.foreground(image, alpha))
 
     def temporal_stream(self) -> LookaheadFilter:
         """A fresh push/flush temporal filter for one stream, look-ahead modes included."""
@@ -129,7 +132,7 @@ class Chain:
         """Why this chain cannot run all on the GPU (None: it can); only asked of engines
         that run on device buffers."""
         background = self.background or Background("transparent")
-        return gpu_chain_blocker(
+        return self.mask.gpu_blocker() or gpu_chain_blocker(
             self.engine, temporal=self.temporal_mode, own_temporal=self._own_temporal is not None,
             background=background, output=self.output, upsample=self.matter.upsample,
             rembg_compat=self.config.rembg_compat, want_alpha=want_alpha)
@@ -160,7 +163,7 @@ class Chain:
         if blocker is not None:
             self.notes.append(f"host chain around the GPU engine: {blocker}")
         return host_stages(self.matter, self.temporal_stream(), self.compositor, write,
-                           self.config.batch_size)
+                           self.config.batch_size, self.mask)
 
     def _release_gpu(self) -> None:
         if self._close_gpu is not None:
