@@ -5,11 +5,15 @@
 
 Removes the background of the image (→ photo-nobg.png) and runs the video as a job to the end
 (→ clip-nobg.webm), printing its progress. A server bound off loopback needs ``--token``.
+
+A client keeps the session cookie the server sets on its first answer: ``GET /api/jobs``
+lists only the jobs made with the same session (``Client.jobs()``).
 """
 
 from __future__ import annotations
 
 import argparse
+import http.cookiejar
 import json
 import mimetypes
 import secrets
@@ -35,6 +39,9 @@ class Client:
         self.server = server.rstrip("/")
         self.token = token
         self.timeout_s = timeout_s
+        # the session cookie: the server lists a client's own jobs by it
+        self._opener = urllib.request.build_opener(
+            urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
 
     def _request(self, method: str, path: str, body: bytes | None = None,
                  headers: dict[str, str] | None = None) -> tuple[bytes, dict[str, str]]:
@@ -43,7 +50,7 @@ class Client:
         if self.token:
             request.add_header("Authorization", f"Bearer {self.token}")
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+            with self._opener.open(request, timeout=self.timeout_s) as response:
                 return response.read(), dict(response.headers)
         except urllib.error.HTTPError as exc:
             raw = exc.read()
@@ -86,6 +93,11 @@ class Client:
         job: dict[str, Any] = self._json("POST", "/api/jobs", body,
                                          {"Content-Type": content_type})
         return job
+
+    def jobs(self) -> list[dict[str, Any]]:
+        """The jobs this client started (its session's), oldest first."""
+        jobs: list[dict[str, Any]] = self._json("GET", "/api/jobs")["jobs"]
+        return jobs
 
     def job(self, job_id: str) -> dict[str, Any]:
         job: dict[str, Any] = self._json("GET", f"/api/jobs/{job_id}")

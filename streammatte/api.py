@@ -1,45 +1,67 @@
-"""The public entry points: matte_video() and matte_image()."""
+"""The public entry points: matte_video(), matte_image() and matte_frames().
+
+Each builds its chain (``streammatte.chain.Chain``) from a MatteConfig and runs it: a file
+through the threaded pipeline into a FileSink, one still at once, or any iterable of frames
+through the same pipeline, handed back in order.
+"""
 
 from __future__ import annotations
 
-import collections
+import contextlib
 import os
-from collections.abc import Callable, Mapping
+import sys
+import time
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
+import numpy.typing as npt
 
-from .compose import Compositor, OutputMode, parse_background, read_image_rgb
+from .chain import Chain, Matter, open_configured_engine, resolved_background
+from .compose import OutputMode, alpha_to_uint8, parse_background, read_image_rgb
 from .config import MatteConfig
-from .cuda.chain import gpu_chain_blocker, gpu_stages, runs_on_device_buffers
-from .errors import ConfigError, SinkError
-from .frames import Alpha, FramePacket, RGBImage
-from .inference import Engine, open_engine
+from .errors import ConfigError, SinkError, SourceError
+from .frames import FramePacket, RGBImage
+from .inference import Engine
 from .models.store import ProgressFn
-from .pipeline import Pipeline, PipelineStats, Stage
-from .postprocess import Postprocessor
-from .preprocess import Preprocessor
-from .refine import UPSAMPLERS, Upsampler, guided_upsample
+from .pipeline import CancelHandle, Pipeline, PipelineStats
 from .sinks.file import FileSink
-from .sinks.formats import OutputFormat, format_for
+from .sinks.formats import FORMATS, OutputFormat, format_for
+from .sinks.publish import StagedOutput, check_output, publish_all, write_error
 from .sources.file import FileSource
-from .temporal import (
-    LOOKAHEAD_FILTERS,
-    LookaheadFilter,
-    NoSmoothing,
-    TemporalFilter,
-    ZeroLag,
-    make_streaming,
-    make_temporal,
-)
+
+__all__ = [
+    "MatteResult",
+    "Matter",
+    "RunReport",
+    "WrittenOutput",
+    "matte_frames",
+    "matte_image",
+    "matte_video",
+    "open_configured_engine",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class WrittenOutput:
+    """One file (or PNG folder) a run published: ``kind`` is ``composite`` (the main output:
+    the composite, or the cut-out without a background), ``matte`` or ``foreground``;
+    ``encoder`` is the one that ran (``libx264``, ``h264_nvenc``; None for PNG frames)."""
+
+    kind: str
+    path: Path
+    format: str
+    encoder: str | None
 
 
 @dataclass(slots=True)
 class RunReport:
-    """What a run did: counts, speed, and anything the user should know."""
+    """What a run did: counts, speed, and anything the user should know. ``output`` and
+    ``format`` are the main output's; ``outputs`` lists every output published, the main
+    one first; ``device`` is where the engine ran (``cpu``, ``cuda:0``)."""
 
     output: Path
     engine: str
@@ -50,68 +72,12 @@ class RunReport:
     stats: PipelineStats
     audio_tracks: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    outputs: list[WrittenOutput] = field(default_factory=list)
+    device: str = ""
 
     @property
     def fps(self) -> float:
         return self.frames_out / self.elapsed_s if self.elapsed_s > 0 else 0.0
-
-
-class Matter:
-    """Frame → alpha for one engine: preprocess, infer, postprocess (+ optional guided
-    upsampling), temporal.
-
-    The steps are exposed separately so the pipeline can run them on different threads;
-    ``alpha()`` runs them in order for one frame. ``temporal`` is the zero-lag filter used
-    frame by frame (a look-ahead mode has no future to see there, so it runs as ``none``);
-    ``temporal_stream()`` gives the push/flush filter the pipeline drives, look-ahead included.
-    """
-
-    def __init__(self, engine: Engine, *, temporal: str = "none",
-                 rembg_compat: bool = False, upsample: Upsampler = "bilinear") -> None:
-        if upsample not in UPSAMPLERS:
-            raise ConfigError(f"unknown upsampler {upsample!r} (choose from: "
-                              f"{', '.join(UPSAMPLERS)})")
-        self.engine = engine
-        self.preprocess = Preprocessor(engine.input_spec, rembg_compat=rembg_compat)
-        self.postprocess = Postprocessor(engine.output_spec, rembg_compat=rembg_compat)
-        # rembg parity fixes the resampling, so guided upsampling would break it
-        self.upsample: Upsampler = "bilinear" if rembg_compat else upsample
-        self.temporal_mode = temporal.lower()
-        self.temporal: TemporalFilter = (
-            NoSmoothing() if self.temporal_mode in LOOKAHEAD_FILTERS
-            else make_temporal(self.temporal_mode))
-
-    def temporal_stream(self) -> LookaheadFilter:
-        """A fresh push/flush filter for one stream. A zero-lag mode drives ``self.temporal``
-        (reset), so a caller that swapped in its own filter (the live load shedding) gets it."""
-        if self.temporal_mode in LOOKAHEAD_FILTERS:
-            return make_streaming(self.temporal_mode)
-        self.temporal.reset()
-        return ZeroLag(self.temporal)
-
-    def infer(self, samples: list[np.ndarray]) -> list[np.ndarray]:
-        raw = self.engine.infer(np.stack(samples))
-        # the engine may reuse its output buffer on the next call: keep copies
-        return [np.array(r) for r in raw]
-
-    def to_alpha(self, raw: np.ndarray, image: RGBImage) -> Alpha:
-        """One sample's raw output → alpha at the frame's size (before temporal)."""
-        if self.upsample == "guided":
-            return guided_upsample(self.postprocess(raw, None), image)
-        return self.postprocess(raw, (image.shape[1], image.shape[0]))
-
-    def alpha(self, image: RGBImage) -> Alpha:
-        (raw,) = self.infer([self.preprocess(image)])
-        return self.temporal(self.to_alpha(raw, image), image)
-
-
-def open_configured_engine(config: MatteConfig, on_download: ProgressFn | None = None,
-                           auth_tokens: Mapping[str, str] | None = None) -> Engine:
-    """The engine a MatteConfig names, with its model file, cache, device and input size."""
-    return open_engine(config.engine, model_file=config.model_file, models_dir=config.models_dir,
-                       device=config.device, backend=config.backend, progress=on_download,
-                       input_size=config.input_size,
-                       short_side=config.short_side, auth_tokens=auth_tokens)
 
 
 def _split_engine(engine: str | Engine | None, config: MatteConfig | None,
@@ -122,79 +88,16 @@ def _split_engine(engine: str | Engine | None, config: MatteConfig | None,
     return engine, (config or MatteConfig()).with_options(**options)
 
 
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return a.resolve() == b.resolve() or (b.exists() and os.path.samefile(a, b))
-    except OSError:
-        return False
-
-
 def _output_mode(fmt: OutputFormat) -> OutputMode:
     if fmt.matte_only:
         return "matte"
     return "rgba" if fmt.alpha else "rgb"
 
 
-def _background_for(config: MatteConfig, fmt: OutputFormat) -> str:
-    if config.background != "auto":
-        return config.background
-    return "transparent" if fmt.alpha or fmt.matte_only else "white"
-
-
-def build_stages(matter: Matter, compositor: Compositor,
-                 write: Callable[[FramePacket], None], batch_size: int) -> list[Stage]:
-    """The standard chain: preprocess → infer → postprocess/temporal/compose → write."""
-
-    def preprocess(batch: list[FramePacket]) -> list[FramePacket]:
-        for p in batch:
-            p.model_input = matter.preprocess(p.image)
-        return batch
-
-    def infer(batch: list[FramePacket]) -> list[FramePacket]:
-        outputs = matter.infer([p.model_input for p in batch if p.model_input is not None])
-        for p, raw in zip(batch, outputs, strict=True):
-            p.raw_output = raw
-            p.model_input = None
-        return batch
-
-    # A look-ahead temporal filter answers a few frames late: packets wait here, in order,
-    # until their smoothed alpha comes back, and the end-of-stream flush releases the rest.
-    stream = matter.temporal_stream()
-    waiting: collections.deque[FramePacket] = collections.deque()
-
-    def finish(alphas: list[Alpha]) -> list[FramePacket]:
-        done = []
-        for alpha in alphas:
-            p = waiting.popleft()
-            p.alpha = alpha
-            p.output = compositor(p.image, alpha)
-            done.append(p)
-        return done
-
-    def compose(batch: list[FramePacket]) -> list[FramePacket]:
-        ready: list[FramePacket] = []
-        for p in batch:
-            assert p.raw_output is not None
-            alpha = matter.to_alpha(p.raw_output, p.image)
-            p.raw_output = None
-            waiting.append(p)
-            ready.extend(finish(stream.push(alpha, p.image)))
-        return ready
-
-    def flush() -> list[FramePacket]:
-        return finish(stream.flush())
-
-    def write_batch(batch: list[FramePacket]) -> list[FramePacket]:
-        for p in batch:
-            write(p)
-        return batch
-
-    return [
-        Stage("preprocess", preprocess),
-        Stage("infer", infer, batch_size=batch_size),
-        Stage("compose", compose, flush=flush),
-        Stage("encode", write_batch),
-    ]
+def _inputs_of(src: Path | None, config: MatteConfig, output: OutputMode) -> list[Path]:
+    """The files a run reads (the input, a background file): no output may land on them."""
+    background = parse_background(resolved_background(config.background, output))
+    return [p for p in (src, background.path) if p is not None]
 
 
 def matte_video(
@@ -202,10 +105,13 @@ def matte_video(
     output_path: str | os.PathLike[str],
     config: MatteConfig | None = None,
     *,
+    matte_output: str | os.PathLike[str] | None = None,
+    foreground_output: str | os.PathLike[str] | None = None,
     on_progress: Callable[[PipelineStats], None] | None = None,
     on_download: ProgressFn | None = None,
     engine: str | Engine | None = None,
     auth_tokens: Mapping[str, str] | None = None,
+    cancel: CancelHandle | None = None,
     **options: Any,
 ) -> RunReport:
     """Remove or replace the background of a video file.
@@ -215,85 +121,139 @@ def matte_video(
     input is never touched. Audio streams are carried over; timestamps are kept.
     ``engine`` is a name (like the config field) or an open Engine to reuse across calls;
     ``auth_tokens`` ({host: token}) reach gated model sources on a first-use pull.
+    ``cancel`` (a ``threading.Event``, or any object with ``is_set()``) is checked between
+    frames: once set, the run stops, leaves no output and raises CancelledRun.
+
+    Several outputs come from one decode and one engine run: ``matte_output`` (the matte as
+    greyscale video, or PNGs in a folder) and ``foreground_output`` (the foreground colour,
+    despilled with ``despill``, with its alpha: a format with alpha, .mov, .webm, .gif or a
+    folder) beside ``output_path``. Every output is finished before any is published; a run
+    that fails before that publishes none (``sinks.publish.publish_all`` says what happens
+    when one of them cannot be published at the very end).
     """
     engine, config = _split_engine(engine, config, options)
     src, dst = Path(input_path), Path(output_path)
-    if _same_file(src, dst):
-        raise ConfigError(f"{dst}: output would overwrite the input; choose another path")
-    fmt = format_for(dst, config.output_format)
-    if dst.exists() and not config.overwrite:
-        raise SinkError(f"{dst}: already exists (pass --overwrite to replace it)")
-    background = parse_background(_background_for(config, fmt))
-    compositor = Compositor(background, _output_mode(fmt))
-    with FileSource(src, strict=config.strict) as source:
-        own_engine = engine is None
-        if engine is None:
-            engine = open_configured_engine(config, on_download, auth_tokens)
-        chain_notes: list[str] = []
-        close_gpu: Callable[[], None] | None = None
-        try:
-            with FileSink(dst, fmt, frame_rate=source.frame_rate, overwrite=config.overwrite,
-                          audio_from=src if source.audio_streams else None) as sink:
-                on_gpu = runs_on_device_buffers(engine)
-                blocker = gpu_chain_blocker(engine, temporal=config.temporal,
-                                            background=background, upsample=config.upsample,
-                                            rembg_compat=config.rembg_compat) if on_gpu else None
-                if on_gpu and blocker is None:
-                    stages, close_gpu = gpu_stages(
-                        engine, temporal=config.temporal, background=background,
-                        output=_output_mode(fmt), batch_size=config.batch_size,
-                        write=sink.write)
-                    chain_notes.append("all-GPU chain: frames cross PCIe once each way; "
-                                       "preprocess, alpha, temporal and composite ran as "
-                                       "CUDA kernels")
-                else:
-                    if blocker is not None:
-                        chain_notes.append(f"host chain around the GPU engine: {blocker}")
-                    matter = Matter(engine, temporal=config.temporal,
-                                    rembg_compat=config.rembg_compat, upsample=config.upsample)
-                    stages = build_stages(matter, compositor, sink.write, config.batch_size)
-                pipeline = Pipeline(source, stages, max_queue_frames=config.max_queue_frames)
-                stats = pipeline.run(on_progress)
-        finally:
-            if close_gpu is not None:
-                close_gpu()
-            compositor.close()
-            if own_engine:
-                engine.close()
-        notes = chain_notes + _source_notes(source)
-        if sink.padded_to_even:
-            notes.append(f"{fmt.name} needs even frame sizes: {source.width}×{source.height} was "
-                         "padded by one repeated pixel row/column")
+    fmt = format_for(dst, config.output_format, config.encoding)
+    inputs = _inputs_of(src, config, _output_mode(fmt))
+    extras = _extra_outputs(dst, matte_output, foreground_output)
+    # refused before the input is even opened; each sink checks again as it stages its output
+    for path, f in [(dst, fmt), *[(path, f) for _, path, f in extras]]:
+        check_output(path, folder=f.codec is None, overwrite=config.overwrite, inputs=inputs)
+    # the sinks before the chain: a folder that cannot be written fails before the model loads
+    with contextlib.ExitStack() as stack:
+        source = stack.enter_context(FileSource(src, strict=config.strict))
+        audio_from = src if source.audio_streams else None
+
+        def sink_for(path: Path, f: OutputFormat) -> FileSink:
+            return stack.enter_context(FileSink(
+                path, f, frame_rate=source.frame_rate, overwrite=config.overwrite,
+                audio_from=audio_from, inputs=inputs))
+
+        sink = sink_for(dst, fmt)
+        others = [(kind, sink_for(path, f)) for kind, path, f in extras]
+        chain = stack.enter_context(Chain(config, engine=engine, output=_output_mode(fmt),
+                                          on_download=on_download, auth_tokens=auth_tokens))
+        write = sink.write if not others else _writer(sink, others)
+        pipeline = Pipeline(source, chain.stages(write, want_alpha=bool(others)),
+                            max_queue_frames=config.max_queue_frames, cancel=cancel)
+        stats = pipeline.run(on_progress)
+        if sink.frames_written == 0:
+            raise SourceError(f"{src}: no frame could be decoded: {source.why_empty()}")
+        sinks = [("matte" if fmt.matte_only else "composite", sink), *others]
+        for _, each in sinks:
+            each.finish()
+        publish_all([each.staged for _, each in sinks])
+        notes = chain.notes + _source_notes(source)
+        for _, each in sinks:
+            notes += each.notes
+            if each.padded_to_even:
+                notes.append(f"{each.path.name}: {each.format.name} needs even frame sizes: "
+                             f"{source.width}×{source.height} was padded by one repeated pixel "
+                             "row/column")
+                break  # said once: every such output is padded alike
     return RunReport(
-        output=dst, engine=engine.describe(), format=fmt.name, frames_in=stats.frames_in,
+        output=dst, engine=chain.engine.describe(), format=fmt.name, frames_in=stats.frames_in,
         frames_out=sink.frames_written, elapsed_s=stats.elapsed_s, stats=stats,
-        audio_tracks=sink.audio_tracks, notes=notes,
+        audio_tracks=sink.audio_tracks, notes=notes, device=chain.engine.device,
+        outputs=[WrittenOutput(kind, each.path, each.format.name, each.encoder)
+                 for kind, each in sinks],
     )
+
+
+def _extra_outputs(main: Path, matte: str | os.PathLike[str] | None,
+                   foreground: str | os.PathLike[str] | None
+                   ) -> list[tuple[str, Path, OutputFormat]]:
+    """(kind, path, format) of a run's outputs beside the main one, checked up front."""
+    extras: list[tuple[str, Path, OutputFormat]] = []
+    if matte is not None:
+        path = Path(matte)
+        # without extension: a folder of greyscale PNGs
+        extras.append(("matte", path, format_for(path, "matte") if path.suffix
+                       else FORMATS["png"]))
+    if foreground is not None:
+        path = Path(foreground)
+        fmt = format_for(path)
+        if not fmt.alpha:
+            raise ConfigError(f"{path}: the foreground output needs a format with alpha "
+                              "(.mov, .webm, .gif, or a folder for PNG frames)")
+        extras.append(("foreground", path, fmt))
+    seen = {main.resolve(): main}
+    for _, path, _ in extras:
+        if path.resolve() in seen:
+            raise ConfigError(f"{path}: two outputs of this run would be the same file "
+                              f"({seen[path.resolve()]}); give each its own path")
+        seen[path.resolve()] = path
+    return extras
+
+
+def _writer(main: FileSink, others: list[tuple[str, FileSink]]
+            ) -> Callable[[FramePacket], None]:
+    """The encode step for several outputs: the main one takes the composed frame, the
+    others their own picture from the frame's alpha."""
+
+    def write(packet: FramePacket) -> None:
+        main.write(packet)
+        if packet.alpha is None:
+            raise RuntimeError(f"frame {packet.index}: the chain gave no alpha")
+        alpha = alpha_to_uint8(packet.alpha)
+        for kind, sink in others:
+            if kind == "matte":
+                sink.write_picture(packet, alpha)
+            else:
+                colour = packet.image if packet.foreground is None else packet.foreground
+                sink.write_picture(packet, np.dstack([colour, alpha]))
+
+    return write
 
 
 def _source_notes(source: FileSource) -> list[str]:
     notes = []
     if source.damaged_packets:
-        notes.append(f"{source.path.name}: {source.damaged_packets} damaged packet(s) could not "
+        notes.append(f"{source.name}: {source.damaged_packets} damaged packet(s) could not "
                      "be decoded and were skipped")
     if source.corrupt_frames:
-        notes.append(f"{source.path.name}: {source.corrupt_frames} frame(s) flagged corrupt by "
+        notes.append(f"{source.name}: {source.corrupt_frames} frame(s) flagged corrupt by "
                      "the decoder were concealed and kept")
-    if source.truncated:
-        notes.append(f"{source.path.name}: the file ends early (truncated); "
-                     f"{source.decoded_frames} frame(s) were read")
+    if source.ends_early:
+        notes.append(f"{source.name}: {source.ends_early}")
     if source.reordered_timestamps:
-        notes.append(f"{source.path.name}: {source.reordered_timestamps} frame timestamps were "
+        notes.append(f"{source.name}: {source.reordered_timestamps} frame timestamps were "
                      "in decode order (e.g. AVI with packed B-frames) and were put in display "
                      "order")
     if source.rotation:
-        notes.append(f"{source.path.name}: rotated {source.rotation}° by its metadata; "
+        notes.append(f"{source.name}: rotated {source.rotation}° by its metadata; "
                      "the output is upright")
+    if source.ignored_rotation:
+        notes.append(f"{source.name}: its rotation metadata ({source.ignored_rotation}°) "
+                     "is no quarter turn (damaged?) and was ignored")
+    if source.damaged_timestamps:
+        notes.append(f"{source.name}: {source.damaged_timestamps} frame timestamp(s) went "
+                     "back or repeated (damaged) and were replaced")
     return notes
 
 
 def matte_image(
-    input_path: str | os.PathLike[str],
+    image: str | os.PathLike[str] | npt.NDArray[np.uint8] | Any,
     output_path: str | os.PathLike[str] | None = None,
     config: MatteConfig | None = None,
     *,
@@ -301,50 +261,174 @@ def matte_image(
     on_download: ProgressFn | None = None,
     auth_tokens: Mapping[str, str] | None = None,
     **options: Any,
-) -> np.ndarray:
-    """Matte one still image. Returns the output array (RGBA cut-out by default) and writes it
-    to ``output_path`` (PNG keeps alpha; JPEG needs a background) when one is given."""
+) -> npt.NDArray[np.uint8]:
+    """Matte one still image: a path, an H×W×3 uint8 RGB array, or a PIL image.
+
+    Returns the output array: the RGBA cut-out by default (H×W×4), the composite (H×W×3)
+    over a background, or the matte (H×W) with ``output_format="matte"``. It is also written
+    to ``output_path`` when one is given (PNG keeps alpha; JPEG needs a background),
+    atomically, never over the input or an existing file unless ``overwrite``.
+    """
     engine, config = _split_engine(engine, config, options)
-    src = Path(input_path)
+    return image_run(image, output_path, config, engine=engine, on_download=on_download,
+                     auth_tokens=auth_tokens).image
+
+
+@dataclass(slots=True)
+class ImageRun:
+    """What ``image_run`` did: the output array, the engine (``describe()``) and its device,
+    and the seconds each step took (``read``, ``matte``: engine, alpha and mask, ``compose``,
+    ``write``), for the run report."""
+
+    image: npt.NDArray[np.uint8]
+    engine: str
+    device: str
+    timings: list[tuple[str, float]]
+
+
+def image_run(image: str | os.PathLike[str] | npt.NDArray[np.uint8] | Any,
+              output_path: str | os.PathLike[str] | None, config: MatteConfig, *,
+              engine: Engine | None = None, on_download: ProgressFn | None = None,
+              auth_tokens: Mapping[str, str] | None = None) -> ImageRun:
+    """``matte_image`` with its timings (see there)."""
+    timings: list[tuple[str, float]] = []
+    clock = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings.append((name, now - clock))
+        clock = now
+
+    src = Path(image) if isinstance(image, (str, os.PathLike)) else None
     dst = Path(output_path) if output_path is not None else None
-    if dst is not None:
-        if _same_file(src, dst):
-            raise ConfigError(f"{dst}: output would overwrite the input; choose another path")
-        if dst.exists() and not config.overwrite:
-            raise SinkError(f"{dst}: already exists (pass --overwrite to replace it)")
     has_alpha = dst is None or dst.suffix.lower() in (".png", ".webp", ".tif", ".tiff")
-    only_mask = config.output_format == "matte"
-    bg = config.background if config.background != "auto" else (
-        "transparent" if has_alpha else "white")
-    mode: OutputMode = "matte" if only_mask else ("rgba" if has_alpha else "rgb")
-    compositor = Compositor(parse_background(bg), mode)
-    image = read_image_rgb(src)
-    own_engine = engine is None
-    if engine is None:
-        engine = open_configured_engine(config, on_download, auth_tokens)
-    try:
-        alpha = Matter(engine, rembg_compat=config.rembg_compat,
-                       upsample=config.upsample).alpha(image)
-    finally:
-        if own_engine:
-            engine.close()
-    out = compositor(image, alpha)
-    compositor.close()
-    if dst is not None:
-        _write_image_atomically(dst, out)
-    return out
+    mode: OutputMode = ("matte" if config.output_format == "matte"
+                        else "rgba" if has_alpha else "rgb")
+    with contextlib.ExitStack() as cleanup:
+        staged = None
+        if dst is not None:
+            # staged first: a path that would lose something, or a folder that cannot be
+            # written, is refused before the model loads
+            staged = cleanup.enter_context(StagedOutput(
+                dst, folder=False, overwrite=config.overwrite, suffix=dst.suffix,
+                inputs=_inputs_of(src, config, mode)))
+        clock = time.perf_counter()
+        picture = read_image_rgb(src) if src is not None else _rgb_array(image, "image")
+        lap("read")
+        # a still has no neighbours to smooth against
+        chain = cleanup.enter_context(Chain(
+            config.with_options(temporal="none"), engine=engine, output=mode,
+            on_download=on_download, auth_tokens=auth_tokens))
+        clock = time.perf_counter()  # loading the model is no step of the image's
+        alpha = chain.alpha(picture)
+        lap("matte")
+        out = chain.composite(picture, alpha)
+        lap("compose")
+        if staged is not None:
+            _publish_image(staged, out)
+            lap("write")
+    return ImageRun(out, chain.engine.describe(), chain.engine.device, timings)
 
 
-def _write_image_atomically(dst: Path, image: np.ndarray) -> None:
+def _rgb_array(image: object, what: str) -> RGBImage:
+    """An H×W×3 uint8 RGB array from an array or a PIL image, or a ConfigError saying what
+    was expected."""
+    pil = sys.modules.get("PIL.Image")  # only an imported PIL can have made a PIL image
+    if pil is not None and isinstance(image, pil.Image):
+        image = np.asarray(image.convert("RGB"))
+    if not isinstance(image, np.ndarray):
+        raise ConfigError(f"{what}: expected a path, a PIL image or an H×W×3 uint8 RGB array, "
+                          f"got {type(image).__name__}")
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ConfigError(f"{what}: expected an H×W×3 uint8 RGB array, got shape "
+                          f"{image.shape} {image.dtype}")
+    return np.ascontiguousarray(image)
+
+
+@dataclass(frozen=True, slots=True)
+class MatteResult:
+    """One frame's result from ``matte_frames``: ``alpha`` (H×W uint8, 255 = foreground),
+    and ``image`` (the H×W×3 RGB composite) when a background was given, else None."""
+
+    index: int
+    alpha: npt.NDArray[np.uint8]
+    image: npt.NDArray[np.uint8] | None = None
+
+
+def matte_frames(
+    frames: Iterable[npt.NDArray[np.uint8]],
+    config: MatteConfig | None = None,
+    *,
+    engine: str | Engine | None = None,
+    on_download: ProgressFn | None = None,
+    auth_tokens: Mapping[str, str] | None = None,
+    cancel: CancelHandle | None = None,
+    **options: Any,
+) -> Generator[MatteResult, None, None]:
+    """Matte a stream of frames: any iterable of H×W×3 uint8 RGB arrays, one MatteResult per
+    frame, in order.
+
+    ``options`` are matte_video's (``engine``, ``temporal``, ``background``, ``upsample``,
+    ``device``, ``backend``, …) and mean the same; the chain, and so the alphas, are the
+    ones ``matte_video`` writes. ``background`` other than ``auto``/``transparent`` adds the
+    composite as ``image``. With a look-ahead temporal mode (the default ``bidirectional``)
+    a result comes out once ``Chain.delay`` (10) later frames have gone in, and the last ones
+    when the iterable ends.
+
+    The frames are read and matted on the pipeline's worker threads; at most a few frames
+    per stage are held, so memory stays bounded however long the iterable. Closing the
+    generator early (``close()``, or leaving a ``with contextlib.closing(...)`` block) stops
+    and joins those threads and closes the engine if it opened it. Options are checked when
+    this is called; the engine opens on the first ``next()``. ``cancel`` is as for
+    ``matte_video``.
+    """
+    engine, config = _split_engine(engine, config, options)
+    background = config.background.strip().lower()
+    composite = background != "auto" and not parse_background(background).is_transparent
+    return _matte_frames(frames, config, engine, "rgb" if composite else "matte",
+                         on_download, auth_tokens, cancel)
+
+
+def _matte_frames(frames: Iterable[npt.NDArray[np.uint8]], config: MatteConfig,
+                  engine: Engine | None, output: OutputMode, on_download: ProgressFn | None,
+                  auth_tokens: Mapping[str, str] | None, cancel: CancelHandle | None
+                  ) -> Generator[MatteResult, None, None]:
+    with Chain(config, engine=engine, output=output, on_download=on_download,
+               auth_tokens=auth_tokens) as chain:
+        # a composite needs the float alpha beside it; a matte is the alpha (GPU chain too)
+        stages = chain.stages(want_alpha=output == "rgb")
+        pipeline = Pipeline(_frame_packets(frames), stages,
+                            max_queue_frames=config.max_queue_frames, cancel=cancel)
+        with contextlib.closing(pipeline.results()) as results:
+            for p in results:
+                if p.output is None:
+                    raise RuntimeError(f"frame {p.index}: the chain gave no output")
+                if output == "matte":
+                    yield MatteResult(p.index, p.output)
+                elif p.alpha is None:
+                    raise RuntimeError(f"frame {p.index}: the chain gave no alpha")
+                else:
+                    yield MatteResult(p.index, alpha_to_uint8(p.alpha), p.output)
+
+
+def _frame_packets(frames: Iterable[npt.NDArray[np.uint8]]) -> Iterator[FramePacket]:
+    for i, frame in enumerate(frames):
+        yield FramePacket(index=i, image=_rgb_array(frame, f"frame {i}"), pts=None,
+                          time_base=None)
+
+
+def _publish_image(staged: StagedOutput, image: np.ndarray) -> None:
     if image.ndim == 3:
         code = cv2.COLOR_RGBA2BGRA if image.shape[2] == 4 else cv2.COLOR_RGB2BGR
         image = cv2.cvtColor(image, code)
+    dst = staged.path
     ok, encoded = cv2.imencode(dst.suffix.lower() or ".png", image)
     if not ok:
         raise SinkError(f"{dst}: cannot encode an image of this type (use .png, .jpg or .webp)")
-    tmp = dst.with_name(f".{dst.name}.partial-{os.getpid()}")
+    assert staged.temp is not None
     try:
-        tmp.write_bytes(encoded.tobytes())
-        os.replace(tmp, dst)
-    finally:
-        tmp.unlink(missing_ok=True)
+        staged.temp.write_bytes(encoded.tobytes())
+    except OSError as exc:
+        raise write_error(dst, exc) from exc
+    staged.publish()

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .api import Matter, build_stages
-from .compose import Compositor, parse_background
+from .chain import Chain
+from .config import DEFAULT_ENGINE, MatteConfig
 from .frames import FramePacket
-from .inference import Engine, open_engine
+from .inference import Engine
 from .pipeline import Pipeline, PipelineStats
 from .sinks.file import FileSink
 from .sinks.formats import FORMATS
@@ -105,9 +105,11 @@ class BenchResult:
         return self.end_to_end_fps / self.engine_fps if self.engine_fps else 0.0
 
 
-def measure_engine_only(engine: Engine, matter: Matter, images: list[np.ndarray]) -> float:
-    """fps of ``engine.infer`` alone on already-preprocessed frames (after one warm-up)."""
-    samples = [matter.preprocess(image) for image in images]
+def measure_engine_only(chain: Chain, images: list[np.ndarray]) -> float:
+    """fps of ``engine.infer`` alone on frames the chain has preprocessed (after one
+    warm-up)."""
+    engine = chain.engine
+    samples = [chain.matter.preprocess(image) for image in images]
     engine.infer(samples[0][None])
     started = time.perf_counter()
     for sample in samples:
@@ -121,13 +123,11 @@ def run_end_to_end(clip: Path, engine: Engine, frames: int, loops: int, out_dir:
     returns the stats and the peak RSS during the run."""
     with FileSource(clip) as probe:
         rate = probe.frame_rate
-    matter = Matter(engine, temporal=temporal)
-    compositor = Compositor(parse_background("blur"), "rgb")
+    config = MatteConfig(engine=engine.name, temporal=temporal, background="blur")
     out = out_dir / f"bench-{loops}.mp4"
-    with RssSampler() as rss, FileSink(out, FORMATS["h264"], frame_rate=rate,
-                                       overwrite=True) as sink:
-        stages = build_stages(matter, compositor, sink.write, batch_size=1)
-        stats = Pipeline(looped_frames(clip, frames, loops), stages).run()
+    with RssSampler() as rss, Chain(config, engine=engine, output="rgb") as chain, \
+            FileSink(out, FORMATS["h264"], frame_rate=rate, overwrite=True) as sink:
+        stats = Pipeline(looped_frames(clip, frames, loops), chain.stages(sink.write)).run()
     return stats, rss.peak
 
 
@@ -153,7 +153,7 @@ def measure_rembg(images: list[np.ndarray], model_file: Path, model: str
 def run_benchmark(
     clip: Path,
     *,
-    engine_name: str = "u2netp",
+    engine_name: str = DEFAULT_ENGINE,
     temporal: str = DEFAULT_FILE_MODE,
     frames: int = 40,
     lengths: tuple[int, ...] = (1, 3),
@@ -165,9 +165,10 @@ def run_benchmark(
     """Each speed is measured ``rounds`` times, the measurements interleaved (engine, rembg,
     end to end, …) so a burst of load elsewhere hits them all alike; the median is kept. The
     memory runs (one per entry of ``lengths``) come after."""
-    engine = open_engine(engine_name, models_dir=models_dir, device="cpu")
-    try:
-        matter = Matter(engine)
+    config = MatteConfig(engine=engine_name, models_dir=models_dir, device="cpu",
+                         temporal="none")
+    with Chain(config) as chain:
+        engine = chain.engine
         with FileSource(clip) as source:
             images = [p.image for _, p in zip(range(frames), source, strict=False)]
         count = len(images)
@@ -183,7 +184,7 @@ def run_benchmark(
         with tempfile.TemporaryDirectory(prefix="streammatte-bench-") as tmp:
             for round_no in range(1, rounds + 1):
                 log(f"round {round_no}/{rounds}: engine only, {count} frames")
-                speeds["engine"].append(measure_engine_only(engine, matter, images))
+                speeds["engine"].append(measure_engine_only(chain, images))
                 if rembg_model is not None:
                     log(f"round {round_no}/{rounds}: rembg remove() per frame")
                     fps, rembg_note = measure_rembg(images, rembg_model, engine_name)
@@ -212,8 +213,6 @@ def run_benchmark(
             rembg_fps=statistics.median(speeds["rembg"]) if speeds["rembg"] else None,
             rembg_note=rembg_note if rembg_model is not None else None,
         )
-    finally:
-        engine.close()
 
 
 def format_table(result: BenchResult) -> str:

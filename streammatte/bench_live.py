@@ -253,11 +253,13 @@ async def bench_one(size: tuple[int, int], *, engine: str, duration_s: float, fp
                     frames: list[np.ndarray], models_dir: Path | None, window_s: float,
                     background: str, temporal: str = DEFAULT_LIVE_MODE,
                     keep_smoothing: bool = False) -> BenchResult:
-    from .server.live import LIVE_SERVER, LiveConfig, install
+    from .server import ServerSettings, create_app
+    from .server.live import LIVE_SERVER
 
-    app = web.Application()
-    install(app, LiveConfig(engine=engine, background=background, temporal=temporal,
-                            models_dir=models_dir, idle_timeout_s=max(30.0, duration_s)))
+    app = create_app(ServerSettings(
+        engine=engine, live_background=background, live_temporal=temporal,
+        models_dir=models_dir, live_idle_timeout_s=max(30.0, duration_s),
+        extensions=("streammatte.server.live",)))
     runner, url = await start_server(app)
     server = app[LIVE_SERVER]
     track = CameraTrack(lambda i: frames[i % len(frames)], fps=fps)

@@ -39,3 +39,9 @@ class ModelFetchError(ModelError, OSError):
 
 class ChecksumError(ModelError):
     """A model file's sha256 differs from the catalog's."""
+
+
+class CancelledRun(StreamMatteError):
+    """A run was stopped before the end of its input: its cancel handle was set (``cancel=``
+    of ``matte_video`` / ``matte_frames``) or ``Pipeline.cancel()`` was called. Nothing
+    partial is left behind: a file output is removed, as after any error."""

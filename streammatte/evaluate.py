@@ -9,7 +9,9 @@ Input layouts (``find_clips``):
   then only the flicker index and speed are measured.
 
 Each engine runs once per clip; every temporal mode is applied to the same engine output, so
-modes are compared on identical alphas. Speed is split into the engine's ms/frame (preprocess,
+modes are compared on identical alphas. The engine's steps and each mode's temporal filter
+come from the chain files use (``streammatte.chain.Chain``), so the scores are those of the
+alphas ``streammatte video`` writes. Speed is split into the engine's ms/frame (preprocess,
 inference, postprocess, upsampling) and each temporal mode's own ms/frame. Peak memory is the
 peak resident set size of a worker process that ran that engine alone (``isolate=True``), or
 of the calling process otherwise.
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import contextlib
 import csv
 import io
 import json
@@ -39,8 +42,8 @@ from . import metrics as M
 from .errors import ConfigError, SourceError
 from .frames import Alpha, RGBImage
 from .progress import ProgressLine
-from .refine import UPSAMPLERS, Upsampler, upsample
-from .temporal import make_streaming, temporal_modes
+from .refine import UPSAMPLERS, Upsampler
+from .temporal import LookaheadFilter, temporal_modes
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
@@ -231,9 +234,9 @@ class ClipResult:
 class _ModeRunner:
     """One temporal mode fed frame by frame; scores outputs as they come out (possibly late)."""
 
-    def __init__(self, mode: str, slow_metrics: bool) -> None:
+    def __init__(self, mode: str, stream: LookaheadFilter, slow_metrics: bool) -> None:
         self.mode = mode
-        self.filter = make_streaming(mode)
+        self.filter = stream
         self.slow = slow_metrics
         self.pending: collections.deque[tuple[RGBImage, Alpha | None]] = collections.deque()
         self.prev: tuple[Alpha, Alpha] | None = None
@@ -279,7 +282,8 @@ FrameCallback = Callable[[str, int, int | None], None]
 
 class ClipProgress:
     """A progress line per clip on stderr (``40/100 frames of parkour  40%  4.1 fps  ETA …``),
-    as a FrameCallback; silent where stderr is not a terminal unless ``enabled``."""
+    as a FrameCallback: in place on a terminal, every few seconds elsewhere; ``enabled=False``
+    shows nothing."""
 
     def __init__(self, stream: TextIO | None = None, enabled: bool | None = None) -> None:
         self.stream = stream
@@ -304,24 +308,28 @@ class ClipProgress:
 def evaluate_engine(spec: EvalSpec, clips: Sequence[Clip],
                     on_frame: FrameCallback | None = None) -> list[ClipResult]:
     """Run ``spec.engine`` over ``clips`` once, every temporal mode on its output."""
-    from .inference import Engine, open_engine
+    from .chain import Chain
+    from .config import MatteConfig
+    from .inference import Engine
     from .inference.grabcut import GrabCutEngine
-    from .postprocess import Postprocessor
-    from .preprocess import Preprocessor
 
-    engine: Engine
-    if spec.grabcut_box is not None:
-        engine = GrabCutEngine(box=spec.grabcut_box)
-    else:
-        engine = open_engine(spec.engine, model_file=spec.model_file,
-                             models_dir=spec.models_dir, device=spec.device)
+    config = MatteConfig(engine=spec.engine, model_file=spec.model_file,
+                         models_dir=spec.models_dir, device=spec.device,
+                         upsample=spec.upsample, temporal="none")
+    given: Engine | None = (GrabCutEngine(box=spec.grabcut_box)
+                            if spec.grabcut_box is not None else None)
     results = []
-    try:
-        pre = Preprocessor(engine.input_spec)
-        post = Postprocessor(engine.output_spec)
+    with contextlib.ExitStack() as closing:
+        if given is not None:
+            closing.callback(given.close)
+        chain = closing.enter_context(Chain(config, engine=given))
+        engine = chain.engine
+        # one chain per mode over the same engine: their temporal streams are what files run
+        chains = {m: Chain(config.with_options(temporal=m), engine=engine) for m in spec.modes}
         for clip in clips:
             engine.reset()
-            runners = [_ModeRunner(m, spec.slow_metrics) for m in spec.modes]
+            runners = [_ModeRunner(m, c.temporal_stream(), spec.slow_metrics)
+                       for m, c in chains.items()]
             names: list[str] = []
             frame_files = clip.frame_files()
             mask_files = clip.mask_files([p.name for p in frame_files] if frame_files else [])
@@ -344,14 +352,8 @@ def evaluate_engine(spec: EvalSpec, clips: Sequence[Clip],
                             f"{mask_files[i]}: ground truth is {truth.shape[1]}×{truth.shape[0]}"
                             f" but frame {name} is {frame.shape[1]}×{frame.shape[0]}")
                 start = time.perf_counter()
-                raw = np.array(engine.infer(pre(frame)[None])[0])
-                size = (frame.shape[1], frame.shape[0])
-                shape = raw.shape[-2:]
-                low = post(raw, (int(shape[1]), int(shape[0])))
-                alpha = low if low.shape == frame.shape[:2] else upsample(low, frame,
-                                                                          spec.upsample)
+                alpha = chain.matter.alpha(frame)
                 engine_s += time.perf_counter() - start
-                assert alpha.shape == (size[1], size[0])
                 for r in runners:
                     r.push(alpha, frame, truth)
                 if on_frame is not None:
@@ -371,8 +373,6 @@ def evaluate_engine(spec: EvalSpec, clips: Sequence[Clip],
                     temporal_ms=1e3 * r.busy_s / len(names), peak_rss_mb=0.0,
                     flicker=r.flicker.value, has_gt=mask_files is not None,
                     per_frame=r.scores, flicker_per_frame=r.flicker.per_frame))
-    finally:
-        engine.close()
     peak = _peak_rss_mb()
     for res in results:
         res.peak_rss_mb = peak

@@ -21,6 +21,10 @@ class FramePacket:
     ``pts`` and ``time_base`` come from the source and leave the pipeline unchanged, so variable
     frame rate survives. Stages fill the later fields in order: ``model_input`` (preprocess),
     ``raw_output`` (engine), ``alpha`` (postprocess, temporal) and ``output`` (compose).
+    ``run_engine`` False marks a frame that a stage before the engine has decided needs no
+    engine run (that stage supplies its ``alpha``); preprocess and infer pass it through.
+    ``in_range`` False marks a frame decoded only as context for the temporal stage (a
+    ``DecodeRange``'s pre- or post-roll): it goes through every stage, and sinks skip it.
     """
 
     index: int
@@ -31,6 +35,11 @@ class FramePacket:
     raw_output: np.ndarray | None = None
     alpha: Alpha | None = None
     output: npt.NDArray[np.uint8] | None = None
+    run_engine: bool = True
+    in_range: bool = True
+    #: the foreground colour under soft edges when the mask step despills (else None: the
+    #: frame itself); set with ``alpha``
+    foreground: RGBImage | None = None
 
     @property
     def time_s(self) -> float | None:

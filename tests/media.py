@@ -48,11 +48,13 @@ def make_video(
     pts: list[int] | None = None,
     time_base: Fraction | None = None,
     rotation: int | None = None,
+    gop: int | None = None,
 ) -> list[np.ndarray]:
     """Write a video of moving squares; returns the true alpha of each frame.
 
     ``audio``: None, or an encoder name ("aac", "pcm_s16le", "libopus", "mp3") for a 440 Hz
-    tone as long as the video. ``pts`` (in ``time_base``) makes variable frame rate.
+    tone as long as the video. ``pts`` (in ``time_base``) makes variable frame rate. ``gop``:
+    a keyframe every ``gop`` frames (the encoder's default otherwise).
     """
     width, height = size
     tb = time_base or Fraction(1, fps)
@@ -61,6 +63,8 @@ def make_video(
         stream = container.add_stream(codec, rate=fps)
         stream.width, stream.height = width, height
         stream.pix_fmt = pix_fmt
+        if gop is not None:
+            stream.codec_context.gop_size = gop
         stream.codec_context.time_base = tb
         stream.time_base = tb
         if rotation is not None:
@@ -185,3 +189,25 @@ class CostlySmoothing:
 
     def reset(self) -> None:
         pass
+
+
+def davis_clip(shared_data: Path, dst: Path, frames: int) -> Path:
+    """The first ``frames`` frames of DAVIS parkour (real footage) at half size (428×240) as
+    an H.264 MP4."""
+    import cv2
+
+    files = sorted((shared_data / "davis" / "parkour" / "frames").glob("*.jpg"))[:frames]
+    with av.open(str(dst), "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 428, 240, "yuv420p"
+        for i, path in enumerate(files):
+            bgr = cv2.resize(imread(path, cv2.IMREAD_COLOR), (428, 240),
+                             interpolation=cv2.INTER_AREA)
+            rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb, np.uint8), format="rgb24")
+            frame.pts = i
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return dst

@@ -8,11 +8,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from media import make_video, square_frame
+from media import davis_clip, make_video, square_frame
 
-from streammatte import cli
+from streammatte import cli, matte_video
 from streammatte.errors import ConfigError, SourceError
 from streammatte.evaluate import (
+    Clip,
     ClipProgress,
     EvalSpec,
     compare,
@@ -21,6 +22,7 @@ from streammatte.evaluate import (
     summarize,
 )
 from streammatte.inference import BUILTIN_ENGINES
+from streammatte.refine import Upsampler
 
 
 @pytest.fixture()
@@ -127,7 +129,11 @@ def test_progress_is_reported_per_clip_with_its_length(tmp_path: Path,
 def test_clip_progress_draws_one_line_per_clip() -> None:
     import io
 
-    stream = io.StringIO()
+    class Terminal(io.StringIO):  # in place on a terminal; a log gets a line every few s
+        def isatty(self) -> bool:
+            return True
+
+    stream = Terminal()
     bar = ClipProgress(stream=stream, enabled=True)
     bar("a", 1, 2)
     bar("a", 2, 2)
@@ -263,3 +269,22 @@ def test_real_u2netp_eval_on_davis(tmp_path: Path, shared_data: Path, u2netp_pat
     # u2netp finds the car: IoU well above what an empty or full mask would score
     assert none["values"]["iou"] > 0.85
     assert none["engine_ms"] > 0
+
+
+@pytest.mark.parametrize("upsample", ["bilinear", pytest.param("guided", marks=pytest.mark.slow)])
+def test_eval_scores_the_alphas_the_file_path_writes(
+        tmp_path: Path, shared_data: Path, u2netp_path: Path, upsample: Upsampler) -> None:
+    # the PNG frames `streammatte video` writes become eval's ground truth: eval's own alphas
+    # must then match them to the rounding of 8-bit alpha, in the look-ahead default mode
+    clip = davis_clip(shared_data, tmp_path / "parkour.mp4", frames=12)
+    matte_video(clip, tmp_path / "written", engine="u2netp", model_file=u2netp_path,
+                upsample=upsample)
+    spec = EvalSpec(engine="u2netp", model_file=u2netp_path, modes=("bidirectional", "none"),
+                    upsample=upsample, slow_metrics=False)
+    results = {r.mode: r for r in evaluate_engine(spec, [Clip("parkour", clip,
+                                                                tmp_path / "written")])}
+    same = results["bidirectional"]
+    assert same.frames == 12
+    assert max(float(f["mad"] or 0) for f in same.per_frame) <= 0.5 / 255 * 1e3  # × 1e3
+    # another mode's alphas are told apart: the comparison can fail
+    assert results["none"].means()["mad"] > 4 * same.means()["mad"]

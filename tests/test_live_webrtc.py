@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -17,14 +18,13 @@ from media import BrightnessEngine, CostlySmoothing, square_frame
 
 from streammatte.bench_live import CameraTrack, LiveClient, start_server
 from streammatte.errors import ConfigError
-from streammatte.inference import Engine
-from streammatte.server.live import (
-    LIVE_SERVER,
-    LiveConfig,
-    LiveServer,
-    LiveSettings,
-    install,
-    live_config_from,
+from streammatte.server import ServerSettings, create_app
+from streammatte.server.jobs import EngineInfo, EngineProvider
+from streammatte.server.live import LIVE_SERVER, LiveServer, LiveSettings, install
+from streammatte.server.settings import (
+    EXTENSIONS_KEY,
+    SETTINGS_KEY,
+    IceServer,
     parse_ice_servers,
 )
 from streammatte.temporal import DEFAULT_LIVE_MODE, TEMPORAL_FILTERS
@@ -61,28 +61,28 @@ def expected_composite(index: int, colour: tuple[int, int, int]) -> np.ndarray:
     return out
 
 
-def brightness_config(delay_s: float = 0.0, **options: Any) -> LiveConfig:
-    engines: list[Engine] = []
+LIVE = ("streammatte.server.live",)
 
-    def factory(name: str) -> Engine:
-        if name != "brightness":
-            raise ConfigError(f"unknown engine {name!r}")
-        engine = BrightnessEngine(delay_s=delay_s)
-        engines.append(engine)
-        return engine
 
-    options.setdefault("background", "#0000ff")
-    return LiveConfig(engine="brightness", engines=("brightness",), engine_factory=factory,
-                      **options)
+def brightness_config(**options: Any) -> ServerSettings:
+    """The server's own settings, live page on, the BrightnessEngine test double by default."""
+    options.setdefault("live_background", "#0000ff")
+    return ServerSettings(engine="brightness", extensions=LIVE, **options)
+
+
+def brightness_engines(delay_s: float = 0.0) -> EngineProvider:
+    return EngineProvider([EngineInfo("brightness", "test double", "model")],
+                          lambda name: BrightnessEngine(delay_s=delay_s))
 
 
 @asynccontextmanager
-async def serving(config: LiveConfig) -> AsyncIterator[tuple[str, LiveServer]]:
-    app = web.Application()
-    server = install(app, config)
+async def serving(settings: ServerSettings, engines: EngineProvider | None = None
+                  ) -> AsyncIterator[tuple[str, LiveServer]]:
+    """The whole server, create_app(settings), on a free loopback port."""
+    app = create_app(settings, engines=engines or brightness_engines())
     runner, url = await start_server(app, host="127.0.0.1")
     try:
-        yield url, server
+        yield url, app[LIVE_SERVER]
     finally:
         await runner.cleanup()
 
@@ -121,7 +121,7 @@ def test_slow_engine_drops_frames_and_latency_stays_bounded() -> None:
     delay = 0.05
 
     async def main() -> None:
-        async with serving(brightness_config(delay_s=delay)) as (url, server):
+        async with serving(brightness_config(), brightness_engines(delay_s=delay)) as (url, server):
             track = CameraTrack(lambda i: square_frame(i, 160, 120)[0], fps=60, frames=300)
             client = await LiveClient.connect(url, track, keep_images=False)
             await client.wait_frames(5)
@@ -158,7 +158,7 @@ def test_smoothing_too_costly_for_the_camera_is_shed_unless_kept(
     monkeypatch.setitem(TEMPORAL_FILTERS, "flow", CostlySmoothing)  # 60 ms; frames every 33
 
     async def main() -> None:
-        async with serving(brightness_config(temporal="flow")) as (url, server):
+        async with serving(brightness_config(live_temporal="flow")) as (url, server):
             track = CameraTrack(lambda i: square_frame(i, 160, 120)[0], fps=30)
             client = await LiveClient.connect(url, track, keep_images=False)
             await client.wait_frames(3)
@@ -239,11 +239,11 @@ def test_real_u2netp_replaces_the_background(shared_data: Path, u2netp_path: Pat
                                     cv2.COLOR_BGR2RGB), np.uint8)
     grey = np.asarray(cv2.imread(str(folder / "masks" / "00000.png"), cv2.IMREAD_GRAYSCALE))
     mask = np.asarray(cv2.resize(grey, size, interpolation=cv2.INTER_NEAREST)) > 127
-    config = LiveConfig(engine="u2netp", background="#00ff00", models_dir=u2netp_path.parent,
-                        engines=("u2netp",))
+    settings = ServerSettings(engine="u2netp", live_background="#00ff00",
+                              models_dir=u2netp_path.parent, engines=("u2netp",), extensions=LIVE)
 
     async def main() -> np.ndarray:
-        async with serving(config) as (url, _server):
+        async with serving(settings, EngineProvider.from_catalog(settings)) as (url, _server):
             client = await LiveClient.connect(url, CameraTrack(lambda i: image, fps=10))
             await client.wait_frames(3, timeout_s=60)
             out: np.ndarray = client.received[-1].image
@@ -305,7 +305,7 @@ def test_malformed_offers_are_refused_and_the_server_keeps_serving() -> None:
 
 def test_token_required_off_loopback() -> None:
     async def main() -> None:
-        config = brightness_config(host="0.0.0.0", token="s3cret")
+        config = brightness_config(host="0.0.0.0", token="s3cret-token")
         async with serving(config) as (url, _server):
             status, reply = await post_offer(url, {"sdp": "v=0", "type": "offer"})
             assert status == 401 and "token" in reply["error"]
@@ -314,7 +314,7 @@ def test_token_required_off_loopback() -> None:
             assert status == 401
             with pytest.raises(RuntimeError, match="401"):
                 await LiveClient.connect(url, CameraTrack(coded_frame), token="wrong")
-            client = await LiveClient.connect(url, CameraTrack(coded_frame), token="s3cret")
+            client = await LiveClient.connect(url, CameraTrack(coded_frame), token="s3cret-token")
             await client.wait_frames(2)
             await client.close()
 
@@ -331,7 +331,9 @@ def test_peer_limit_and_teardown_on_close() -> None:
             peer = server.peers[first.peer_id]
             await first.close()
             deadline = time.perf_counter() + 10
-            while server.peers and time.perf_counter() < deadline:
+            # the peer leaves the table first, then closes its connection and its thread
+            while (server.peers or not peer.executor._shutdown) \
+                    and time.perf_counter() < deadline:
                 await asyncio.sleep(0.05)
             assert server.peers == {}
             assert peer.track is not None and peer.track.readyState == "ended"
@@ -345,7 +347,8 @@ def test_peer_limit_and_teardown_on_close() -> None:
 
 def test_vanished_peer_is_torn_down_while_others_are_served() -> None:
     async def main() -> None:
-        async with serving(brightness_config(idle_timeout_s=1.0, stats_interval_s=0.1)) \
+        async with serving(brightness_config(live_idle_timeout_s=1.0,
+                                                   live_stats_interval_s=0.1)) \
                 as (url, server):
             track = CameraTrack(coded_frame)
             gone = await LiveClient.connect(url, track)
@@ -366,22 +369,18 @@ def test_vanished_peer_is_torn_down_while_others_are_served() -> None:
     run(main)
 
 
-def test_config_from_server_settings() -> None:
-    class Settings:
-        host = "0.0.0.0"
-        token = "t"
-        ice_servers = ("stun:stun.example.org:3478",)
-        max_peers = 2
-        unrelated = 1
-
-    config = live_config_from(Settings())
-    assert not config.loopback_only and config.token == "t" and config.max_peers == 2
-    assert config.ice_servers[0].urls == ("stun:stun.example.org:3478",)
-    assert LiveConfig().ice_servers == ()  # nothing leaves the machine unless asked
+def test_settings_are_checked_on_construction() -> None:
+    assert ServerSettings().ice_servers == ()  # nothing leaves the machine unless asked
+    assert parse_ice_servers(["stun:stun.example.org:3478"]) == (
+        IceServer(urls=("stun:stun.example.org:3478",)),)
     with pytest.raises(ConfigError, match="expected a stun: or turn: URL"):
         parse_ice_servers(["http://example.org"])
     with pytest.raises(ConfigError, match="max_peers"):
-        LiveConfig(max_peers=0)
+        ServerSettings(max_peers=0)
+    with pytest.raises(ConfigError, match="unknown live_temporal 'wobble'"):
+        ServerSettings(live_temporal="wobble")
+    with pytest.raises(ConfigError, match="background '/etc/passwd': expected transparent"):
+        ServerSettings(live_background="/etc/passwd")
     with pytest.raises(ConfigError, match="unknown temporal mode"):
         LiveSettings().merged({"temporal": "wobble"})
     with pytest.raises(ConfigError, match="expected true or false"):
@@ -390,10 +389,7 @@ def test_config_from_server_settings() -> None:
 
 def test_pages_and_client_config_are_served() -> None:
     async def main() -> None:
-        app = web.Application()
-        install(app, brightness_config())
-        runner, url = await start_server(app)
-        try:
+        async with serving(brightness_config()) as (url, server):
             async with aiohttp.ClientSession() as http:
                 for path, needle in (("/live", "live.js"), ("/obs", "obs.js"),
                                      ("/live/live.js", "RTCPeerConnection"),
@@ -407,42 +403,191 @@ def test_pages_and_client_config_are_served() -> None:
                     config = await response.json()
             assert config["engines"] == ["brightness"]
             assert config["ice_servers"] == []
+            assert config["defaults"]["background"] == "#0000ff"
             # live starts smoothed, with the zero-lag mode the flicker figures are for
             assert config["defaults"]["temporal"] == DEFAULT_LIVE_MODE == "flow"
-            assert app[LIVE_SERVER].config.engine == "brightness"
-        finally:
-            await runner.cleanup()
+            assert server.settings.engine == "brightness"
 
     run(main)
 
 
-def test_installed_by_the_server_app() -> None:
-    from streammatte.server.app import EXTENSIONS_KEY, ServerSettings, create_app
+def test_the_live_page_starts_on_the_fast_people_model_when_offered() -> None:
+    async def default_engine(offered: tuple[str, ...]) -> str:
+        engines = EngineProvider([EngineInfo(n, n, "model") for n in offered],
+                                 lambda name: BrightnessEngine())
+        settings = ServerSettings(engine=offered[0], extensions=LIVE)
+        async with serving(settings, engines) as (url, _), aiohttp.ClientSession() as http, \
+                http.get(url + "/api/live/config") as response:
+            engine: str = (await response.json())["defaults"]["engine"]
+        return engine
 
+    async def main() -> None:
+        # the server's engine is for files; the live page starts on mediapipe-selfie
+        assert await default_engine(("u2netp", "mediapipe-selfie")) == "mediapipe-selfie"
+        # unless it is not offered: then on the server's engine
+        assert await default_engine(("u2netp", "modnet")) == "u2netp"
+
+    run(main)
+
+
+def test_the_live_server_runs_on_the_servers_own_settings_and_token_rules() -> None:
     settings = ServerSettings(host="0.0.0.0", port=0, token="s3cret-token", max_peers=2,
-                              ice_servers=("stun:stun.example.org:3478",))
+                              ice_servers=parse_ice_servers(["stun:stun.example.org:3478"]))
     app = create_app(settings)
     assert app[EXTENSIONS_KEY]["streammatte.server.live"] == "installed"
-    config = app[LIVE_SERVER].config
-    assert (config.max_peers, config.engine, config.loopback_only) == (2, "u2netp", False)
+    assert app[LIVE_SERVER].settings is settings is app[SETTINGS_KEY]
+    with pytest.raises(ConfigError, match="install the live routes with create_app"):
+        install(web.Application(), settings)
 
     async def main() -> None:
         runner, url = await start_server(app, host="127.0.0.1")
         try:
-            async with aiohttp.ClientSession() as http:
+            # unsafe: keep cookies from an IP address such as 127.0.0.1, as browsers do
+            async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
                 async with http.get(f"{url}/live") as response:
                     assert response.status == 401
-                async with http.get(f"{url}/live?token=s3cret-token") as response:
-                    assert response.status == 200 and "live.js" in await response.text()
+                # ?token= is for opening a page, not for the API
+                async with http.get(f"{url}/api/live/config?token=s3cret-token") as response:
+                    assert response.status == 401
+                    assert "opens a page only" in (await response.json())["error"]
                 async with http.get(f"{url}/api/live/config",
-                                    headers={"Authorization": "Bearer s3cret-token"}) as response:
+                                    headers={"X-StreamMatte-Token": "s3cret-token"}) as response:
+                    assert response.status == 401
+                # the Bearer scheme in any case, as the file API takes it
+                async with http.get(f"{url}/api/live/config",
+                                    headers={"Authorization": "bearer s3cret-token"}) as response:
                     body = await response.json()
                     assert body["ice_servers"] == [{"urls": ["stun:stun.example.org:3478"]}]
+                    assert body["max_peers"] == 2
+                # the page opened with the token sets the cookie its script and API calls use
+                async with http.get(f"{url}/live?token=s3cret-token") as response:
+                    assert response.status == 200 and "live.js" in await response.text()
+                async with http.get(f"{url}/live/live.js") as response:
+                    assert response.status == 200
+                async with http.get(f"{url}/api/live/config") as response:
+                    assert response.status == 200
             status, reply = await post_offer(url, {"sdp": "v=0", "type": "offer"})
             assert status == 401
             status, reply = await post_offer(url, b"{", {"Authorization": "Bearer s3cret-token"})
             assert status == 400 and "expected a JSON body" in reply["error"]
         finally:
             await runner.cleanup()
+
+    run(main)
+
+
+# --- uploaded backgrounds -------------------------------------------------------------------
+
+
+def png(width: int, height: int, *, noisy: bool = False, seed: int = 0) -> bytes:
+    """A PNG of a flat colour (a few hundred bytes) or of noise (about 3 bytes a pixel)."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    image = rng.integers(0, 256, (height, width, 3), np.uint8) if noisy else \
+        np.full((height, width, 3), seed % 256, np.uint8)
+    ok, data = cv2.imencode(".png", image)
+    assert ok
+    return bytes(data.tobytes())
+
+
+async def post_background(url: str, body: Any) -> tuple[int, dict[str, Any]]:
+    async with aiohttp.ClientSession() as http, \
+            http.post(f"{url}/api/live/backgrounds", data=body) as response:
+        return response.status, await response.json()
+
+
+def test_an_oversize_live_background_is_refused_with_413_and_a_message() -> None:
+    # the live cap is its own, far below the file API's
+    settings = brightness_config(max_upload_bytes=512_000_000, max_live_background_bytes=20_000)
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(4):
+            yield b"\0" * 8000
+
+    async def main() -> None:
+        async with serving(settings) as (url, server):
+            declared = await post_background(url, b"\0" * 30_000)  # Content-Length says it
+            streamed = await post_background(url, chunks())  # chunked: found while streaming
+            assert server.uploads == {}
+            folder = server._uploads_dir
+            assert folder is None or list(folder.iterdir()) == []
+        assert declared == (413, {"error": "background upload is 30000 bytes; this server "
+                                           "accepts up to 20000 bytes"})
+        assert streamed[0] == 413 and re.fullmatch(
+            r"background upload is more than \d+ bytes; this server accepts up to 20000 "
+            "bytes", streamed[1]["error"]), streamed
+
+    run(main)
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    (png(1200, 1000), "image is 1200×1000 (1.2 MP); this server accepts up to 1.0 MP"),
+    # a header declaring 20000×20000 pixels and nothing else: refused before any decoding
+    (b"\x89PNG\r\n\x1a\n" + (13).to_bytes(4, "big") + b"IHDR" + (20000).to_bytes(4, "big")
+     + (20000).to_bytes(4, "big") + b"\x08\x06\0\0\0" + b"\0" * 64,
+     "image is 20000×20000 (400.0 MP); this server accepts up to 1.0 MP"),
+])
+def test_live_background_pixels_are_capped_from_the_header(body: bytes, message: str) -> None:
+    async def main() -> tuple[int, dict[str, Any]]:
+        async with serving(brightness_config(max_image_pixels=1_000_000)) as (url, server):
+            reply = await post_background(url, body)
+            assert server.uploads == {}
+            return reply
+
+    status, reply = run(main)
+    assert status == 413 and reply["error"] == f"background upload: {message}"
+
+
+def test_live_backgrounds_kept_are_capped_in_number_and_total_size() -> None:
+    settings = brightness_config(max_live_backgrounds=3, max_live_background_bytes=40_000,
+                                 max_live_backgrounds_bytes=70_000)
+    noisy = [png(100, 100, noisy=True, seed=i) for i in range(3)]
+    assert all(28_000 < len(b) < 32_000 for b in noisy)
+
+    async def main() -> None:
+        async with serving(settings) as (url, server):
+            ids = []
+            for body in noisy:
+                status, reply = await post_background(url, body)
+                assert status == 200 and reply["kind"] == "image", reply
+                ids.append(reply["id"])
+            # three noisy ones are over 70 kB: the oldest made room, within the count cap
+            assert list(server.uploads) == ids[1:]
+            with pytest.raises(ConfigError, match=f"upload:{ids[0]}: no such upload"):
+                server.upload_path(ids[0])
+            for seed in (1, 2):
+                status, reply = await post_background(url, png(64, 48, seed=seed))
+                ids.append(reply["id"])
+            # a fourth would pass the count cap: the oldest made room again
+            assert list(server.uploads) == ids[2:]
+            assert sorted(p.name for p in server.upload_path(ids[2]).parent.iterdir()) == \
+                sorted(f"{i}.png" for i in ids[2:])
+
+    run(main)
+
+
+def test_live_backgrounds_in_use_are_kept_and_the_others_expire() -> None:
+    settings = brightness_config(max_live_backgrounds=2, max_live_background_bytes=40_000,
+                                 max_live_backgrounds_bytes=40_000)
+
+    async def main() -> None:
+        async with serving(settings) as (url, server):
+            _, used = await post_background(url, png(100, 100, noisy=True))
+            client = await LiveClient.connect(url, CameraTrack(coded_frame),
+                                              settings={"background": used["background"]})
+            await client.wait_frames(2)
+            _, first = await post_background(url, png(64, 48, seed=1))
+            _, second = await post_background(url, png(64, 48, seed=2))
+            # full: the oldest one no session uses made room, not the older one in use
+            assert first["id"] not in server.uploads
+            assert set(server.uploads) == {used["id"], second["id"]}
+            later = time.time() + settings.live_background_expiry_s + 1
+            assert server.expire_uploads(now=later) == [second["id"]]
+            assert server.upload_path(used["id"]).is_file()
+            # what is in use leaves no room for another this large
+            status, reply = await post_background(url, png(100, 100, noisy=True, seed=5))
+            assert status == 503 and "in use by sessions" in reply["error"], reply
+            await client.close()
 
     run(main)

@@ -62,6 +62,8 @@ def test_frames_in_flight_are_bounded_by_the_queues() -> None:
 
 def test_stage_error_stops_everything_and_is_reraised() -> None:
     produced: list[int] = []
+    # threads other tests left winding down (a live peer's executor) are not this run's
+    before = set(threading.enumerate())
 
     def explode(batch: list[FramePacket]) -> list[FramePacket]:
         if batch[0].index == 7:
@@ -74,7 +76,7 @@ def test_stage_error_stops_everything_and_is_reraised() -> None:
         pipeline.run()
     assert "(in pipeline stage 'explode')" in getattr(info.value, "__notes__", [])
     assert len(produced) < 100, "the source must stop soon after the failure"
-    assert not [t for t in threading.enumerate() if t.name.startswith("sm-")]
+    assert set(threading.enumerate()) <= before
 
 
 def test_source_error_is_reraised() -> None:
@@ -252,3 +254,70 @@ def test_guided_upsampling_runs_through_matte_video(tmp_path: Path) -> None:
     b = imread(next((tmp_path / "guided").glob("*.png")))[..., 3].astype(int)
     assert a.shape == b.shape == (64, 96)
     assert np.abs(a - b).max() > 10, "the guide must change the upsampled edges"
+
+
+# -- cancel handles and results(): the contract matte_video and matte_frames rest on ---------
+
+class CountingHandle:
+    """A cancel handle that becomes set on its ``after``-th check."""
+
+    def __init__(self, after: int) -> None:
+        self.after = after
+        self.checks = 0
+
+    def is_set(self) -> bool:
+        self.checks += 1
+        return self.checks >= self.after
+
+
+def test_a_cancel_handle_is_checked_between_frames() -> None:
+    produced: list[int] = []
+    handle = CountingHandle(after=4)
+    with pytest.raises(CancelledRun, match="cancelled"):
+        Pipeline(_frames(10_000, produced), [Stage("s", lambda b: b)], cancel=handle).run()
+    assert len(produced) == 3  # read three frames, stopped before the fourth
+
+
+def test_cancelled_run_is_a_streammatte_error() -> None:
+    from streammatte.errors import StreamMatteError
+
+    assert issubclass(CancelledRun, StreamMatteError)
+
+
+def test_results_come_back_in_order_in_the_callers_thread() -> None:
+    where: set[str] = set()
+    out = []
+    for packet in Pipeline(_frames(50), [Stage("a", lambda b: b, batch_size=4)],
+                           max_queue_frames=2).results():
+        where.add(threading.current_thread().name)
+        out.append(packet.index)
+    assert out == list(range(50))
+    assert where == {threading.current_thread().name}
+
+
+def test_closing_results_early_stops_every_thread_and_reads_a_bounded_prefix() -> None:
+    produced: list[int] = []
+    before = set(threading.enumerate())
+    results = Pipeline(_frames(1_000_000, produced), [Stage("a", lambda b: b),
+                                                      Stage("b", lambda b: b)],
+                       max_queue_frames=2).results()
+    taken = [next(results).index for _ in range(5)]
+    results.close()
+    assert taken == list(range(5))
+    assert set(threading.enumerate()) <= before
+    # 3 queues of 2 and one frame in each of the 3 threads, beyond the 5 taken
+    assert len(produced) <= 5 + 3 * 2 + 3 + 1
+
+
+def test_results_reraise_a_stage_error() -> None:
+    def fail_at_3(batch: list[FramePacket]) -> list[FramePacket]:
+        if batch[0].index == 3:
+            raise ValueError("bad frame 3")
+        return batch
+
+    got: list[int] = []
+    with pytest.raises(ValueError, match="bad frame 3"):
+        for packet in Pipeline(_frames(100), [Stage("f", fail_at_3)]).results():
+            got.append(packet.index)
+    # what was finished before the error may or may not have been handed out: never more
+    assert got == list(range(len(got))) and len(got) <= 3

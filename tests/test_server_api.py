@@ -24,19 +24,19 @@ import av
 import cv2
 import numpy as np
 import pytest
-from aiohttp import FormData, web
-from aiohttp.test_utils import TestClient
+from aiohttp import DummyCookieJar, FormData, web
+from aiohttp.test_utils import TestClient, TestServer
 from media import BrightnessEngine, make_video
 from pytest_aiohttp.plugin import AiohttpClient
 
 from streammatte.errors import ConfigError, SourceError
 from streammatte.inference.base import Engine
 from streammatte.inference.mog2 import Mog2Engine
-from streammatte.server import ServerSettings, create_app
+from streammatte.server import ServerSettings, create_app, pages
 from streammatte.server.api import JOBS_KEY, openapi_document
-from streammatte.server.app import EXTENSIONS_KEY, TOKEN_COOKIE
 from streammatte.server.jobs import EngineInfo, EngineProvider
 from streammatte.server.probe import ProbeError, probe
+from streammatte.server.settings import EXTENSIONS_KEY, SESSION_COOKIE, TOKEN_COOKIE
 
 Client = TestClient[web.Request, web.Application]
 MakeClient = Callable[..., Awaitable[Client]]
@@ -132,7 +132,7 @@ def video(tmp_path: Path) -> Path:
     return path
 
 
-async def wait_for(client: Client, job_id: str, states: tuple[str, ...],
+async def wait_for(client: TestClient[Any, Any], job_id: str, states: tuple[str, ...],
                    timeout_s: float = 60.0) -> dict[str, Any]:
     deadline = time.monotonic() + timeout_s
     while True:
@@ -155,7 +155,8 @@ async def test_page_and_its_assets_are_served_locally(make_client: MakeClient) -
     html = await page.text()
     assert 'src="/static/app.js"' in html and 'href="/static/app.css"' in html
     assert "http://" not in html and "https://" not in html  # no CDN
-    for asset, needle in (("app.js", "/api/remove"), ("app.css", "conic-gradient")):
+    for asset, needle in (("app.js", "/api/mattes"), ("common.js", "Authorization"),
+                          ("app.css", "conic-gradient")):
         response = await client.get(f"/static/{asset}")
         assert response.status == 200 and needle in await response.text()
     assert (await client.get("/static/../app.py")).status in (403, 404)
@@ -192,7 +193,9 @@ async def test_openapi_documents_exactly_the_routes(make_client: MakeClient,
     assert response.status == 200
     document = await response.json()
     if not extensions:
-        assert document == json.loads(json.dumps(openapi_document()))
+        expected = openapi_document()
+        expected["paths"].update(pages.openapi_paths())
+        assert document == json.loads(json.dumps(expected))
     assert document["openapi"].startswith("3.")
     documented = {(path, method.upper()) for path, item in document["paths"].items()
                   for method in item if method != "parameters"}
@@ -237,6 +240,22 @@ async def test_remove_accepts_jpeg_and_webp_by_content(make_client: MakeClient) 
         assert response.status == 200, await response.text()
         alpha = decode(await response.read())[..., 3]
         assert (alpha[mask] == 255).mean() > 0.95 and (alpha[~mask] == 0).mean() > 0.95
+
+
+@pytest.mark.asyncio
+async def test_remove_takes_the_mask_controls(make_client: MakeClient) -> None:
+    client = await make_client()
+    data, mask = square_png()
+    response = await client.post("/api/remove", data=form(data, "a.png", only_mask="true",
+                                                          shrink="2"))
+    matte = decode(await response.read())
+    assert 0 < (matte > 127).sum() < mask.sum()  # the square, 2 pixels smaller all round
+    message = await error_of(await client.post("/api/remove", data=form(
+        data, "a.png", shrink="2", grow="1")), 400)
+    assert "choose shrink or grow, not both" in message
+    message = await error_of(await client.post("/api/remove", data=form(
+        data, "a.png", feather="wide")), 400)
+    assert "feather should be a number, got 'wide'" in message
 
 
 @pytest.mark.asyncio
@@ -497,7 +516,8 @@ async def test_video_job_with_a_colour_background_to_h264(make_client: MakeClien
     job = await wait_for(client, (await response.json())["id"], ("done", "failed"))
     assert job["state"] == "done" and job["options"] == {
         "engine": "brightness", "background": "#0000ff", "format": "h264", "temporal": "ema",
-        "refine": "false"}
+        "refine": "false", "threshold": "", "shrink": "0", "grow": "0", "feather": "0",
+        "despill": "false"}
     out = tmp_path / "out.mp4"
     out.write_bytes(await (await client.get(job["result_url"] + "?inline=1")).read())
     with av.open(str(out)) as container:
@@ -583,6 +603,21 @@ async def test_jobs_refuse_images_truncated_and_oversized_videos(
 
 
 @pytest.mark.asyncio
+async def test_a_job_on_a_clip_cut_short_says_so(make_client: MakeClient,
+                                                 tmp_path: Path) -> None:
+    whole = tmp_path / "whole.webm"
+    make_video(whole, frames=40, codec="libvpx-vp9")
+    data = whole.read_bytes()
+    client = await make_client()
+    job = await (await client.post("/api/jobs", data=form(data[: len(data) * 3 // 4],
+                                                          "cut.webm"))).json()
+    done = await wait_for(client, job["id"], ("done", "failed"))
+    assert done["state"] == "done", done["error"]
+    assert 0 < done["frames_done"] < 40
+    assert f"cut.webm: input ends early: {done['frames_done']} of 40 frames" in done["notes"]
+
+
+@pytest.mark.asyncio
 async def test_a_failed_job_leaves_a_readable_error_and_no_partial_result(
         make_client: MakeClient, video: Path, tmp_path: Path) -> None:
     client = await make_client()
@@ -611,9 +646,13 @@ async def test_cancelling_stops_the_pipeline_and_leaves_no_partial_file(
     def partial() -> list[str]:
         return [p.name for p in folder.iterdir() if p.name.startswith(".result.webm.partial")]
 
-    # cancel while the sink has a half-written file on disk
+    def engine_calls() -> int:
+        return engines.opened[0].calls if engines.opened else 0  # type: ignore[attr-defined]
+
+    # cancel mid-run: frames are going through the engine and the sink's staged file is on
+    # disk (the sink stages it before the first frame, so wait for the engine too)
     deadline = time.monotonic() + 30
-    while not partial():
+    while not (partial() and engine_calls() >= 2):
         assert time.monotonic() < deadline, sorted(p.name for p in folder.iterdir())
         await asyncio.sleep(0.02)
     # cancel the way DELETE does, but keep the folder to look inside it
@@ -702,6 +741,99 @@ async def test_stale_job_folders_are_swept_at_start(make_client: MakeClient,
     assert not stale.exists() and fresh.exists() and foreign.exists()
 
 
+@pytest.mark.asyncio
+async def test_orphaned_job_folders_are_swept_while_the_server_runs(
+        make_client: MakeClient, video: Path, tmp_path: Path) -> None:
+    # an expiry of 2 s sweeps every second
+    client = await make_client(Engines(delay_s=0.5), job_expiry_s=2)
+    manager = client.app[JOBS_KEY]
+    job = await (await client.post("/api/jobs", data=form(video.read_bytes(), "c.mp4"))).json()
+    await wait_for(client, job["id"], ("running",))
+    _, in_flight = manager.new_dir()  # a request still streaming its upload
+    jobs = tmp_path / "jobs"
+    orphan, foreign = jobs / ("c" * 32), jobs / "keep-me"
+    for folder in (orphan, foreign):
+        folder.mkdir()
+    old = time.time() - 3600
+    for folder in (orphan, foreign, in_flight, jobs / job["id"]):
+        os.utime(folder, (old, old))
+    deadline = time.monotonic() + 10
+    while orphan.exists() and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    assert not orphan.exists()
+    assert foreign.exists() and in_flight.exists() and (jobs / job["id"]).exists()
+    await client.delete(f"/api/jobs/{job['id']}")
+    await manager.discard(in_flight)
+
+
+def test_a_killed_servers_temporary_folders_are_removed_by_the_next(tmp_path: Path) -> None:
+    pytest.importorskip("aiortc", reason="the live background folder needs the [webrtc] extra")
+    import urllib.request
+
+    env = {"TMPDIR": str(tmp_path)}
+    killed, url = _start_serve("--engines", "u2netp", env=env)
+    try:
+        data, _ = square_png()
+        request = urllib.request.Request(url + "api/live/backgrounds", data=data, method="POST")
+        with urllib.request.urlopen(request, timeout=30) as response:
+            assert response.status == 200
+    finally:
+        killed.kill()  # SIGKILL: it cannot clean up
+        killed.communicate(timeout=30)
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert [re.sub(r"-[a-z0-9_]+$", "", n) for n in left] == [
+        f"streammatte-jobs-{killed.pid}", f"streammatte-live-{killed.pid}"]
+    alive = tmp_path / f"streammatte-jobs-{os.getpid()}-running"  # this process is alive
+    not_ours = [tmp_path / "streammatte-jobs-stale", tmp_path / "streammatte-other-1-x",
+                tmp_path / f"streammatte-jobs-{killed.pid}-file"]
+    alive.mkdir()
+    not_ours[0].mkdir()
+    not_ours[1].mkdir()
+    not_ours[2].write_text("not a folder")
+    following, _ = _start_serve("--engines", "u2netp", env=env)
+    try:
+        assert not any((tmp_path / n).exists() for n in left)
+        assert alive.is_dir() and all(p.exists() for p in not_ours)
+    finally:
+        following.send_signal(signal.SIGTERM)
+        following.communicate(timeout=30)
+
+
+@pytest.mark.asyncio
+async def test_jobs_are_listed_only_to_the_client_session_that_made_them(
+        aiohttp_client: AiohttpClient, tmp_path: Path, video: Path) -> None:
+    settings = ServerSettings(jobs_dir=tmp_path / "jobs", engine="brightness", extensions=())
+    server = TestServer(create_app(settings, engines=Engines().provider()))
+    alice: TestClient[Any, Any] = await aiohttp_client(server)
+    bob: TestClient[Any, Any] = await aiohttp_client(server)
+    cookieless: TestClient[Any, Any] = await aiohttp_client(server, cookie_jar=DummyCookieJar())
+
+    async def start(client: TestClient[Any, Any]) -> str:
+        response = await client.post("/api/jobs", data=form(video.read_bytes(), "c.mp4"))
+        assert response.status == 202
+        job_id: str = (await response.json())["id"]
+        return job_id
+
+    async def listed(client: TestClient[Any, Any]) -> list[str]:
+        return [j["id"] for j in (await (await client.get("/api/jobs")).json())["jobs"]]
+
+    response = await alice.get("/")  # a browser's first request sets its session cookie
+    cookie = response.cookies[SESSION_COOKIE]
+    assert cookie["httponly"] and cookie["samesite"] == "Lax"
+    alices = [await start(alice), await start(alice)]
+    bobs = [await start(bob)]
+    anonymous = await start(cookieless)
+    assert await listed(alice) == alices
+    assert await listed(bob) == bobs
+    assert await listed(cookieless) == []  # without its cookie a client is a new session
+    # a job's id is enough to read it, whoever asks
+    for client in (bob, cookieless):
+        assert (await client.get(f"/api/jobs/{alices[0]}")).status == 200
+    assert (await alice.get(f"/api/jobs/{anonymous}")).status == 200
+    for job_id in (*alices, *bobs, anonymous):
+        await wait_for(alice, job_id, ("done",))
+
+
 # -- security -------------------------------------------------------------------------------
 
 @pytest.mark.asyncio
@@ -715,7 +847,7 @@ async def test_a_token_is_required_on_every_request_when_set(make_client: MakeCl
         "this server needs a token")
     response = await client.get("/api/engines", headers={"Authorization": "Bearer nope-nope"})
     assert await error_of(response, 401) == "wrong token"
-    assert await error_of(await client.get("/api/info?token=nope-nope"), 401) == "wrong token"
+    assert await error_of(await client.get("/?token=nope-nope"), 401) == "wrong token"
     response = await client.get("/api/engines",
                                 headers={"Authorization": "Bearer s3cret-token"})
     assert response.status == 200
@@ -723,6 +855,17 @@ async def test_a_token_is_required_on_every_request_when_set(make_client: MakeCl
     response = await client.post("/api/remove", data=form(data, "a.png"),
                                  headers={"Authorization": "Bearer wrong-token"})
     assert response.status == 401
+
+
+@pytest.mark.asyncio
+async def test_the_token_goes_in_a_url_only_to_open_a_page(make_client: MakeClient) -> None:
+    client = await make_client(token="s3cret-token")
+    # even the right one: in an API URL the token would end up in logs and histories
+    message = await error_of(await client.get("/api/info?token=s3cret-token"), 401)
+    assert message.startswith("?token= opens a page only: send 'Authorization: Bearer")
+    assert (await client.get("/api/info", headers={"Authorization": "bearer s3cret-token"})
+            ).status == 200  # the scheme in any case
+    assert (await client.get("/?token=s3cret-token")).status == 200
 
 
 @pytest.mark.asyncio
@@ -824,6 +967,31 @@ def test_probe_reads_sizes_from_headers_without_decoding(tmp_path: Path) -> None
         probe(hls)
 
 
+def test_the_server_modules_import_each_other_without_a_loop() -> None:
+    """settings at the bottom, then jobs, api, and app and live on top: an import loop (even
+    one hidden in a function) would make the order of first imports matter."""
+    import ast
+
+    import streammatte.server
+
+    folder = Path(streammatte.server.__file__).parent
+    graph: dict[str, set[str]] = {}
+    for path in folder.glob("*.py"):
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                names = [node.module] if node.module else [a.name for a in node.names]
+                found |= {n.split(".")[0] for n in names}
+        graph[path.stem] = found - {"__init__"}
+
+    def reaches(start: str, goal: str, seen: frozenset[str] = frozenset()) -> bool:
+        return any(n == goal or (n not in seen and reaches(n, goal, seen | {n}))
+                   for n in graph.get(start, ()))
+
+    assert {"settings", "jobs", "api", "app", "live"} <= set(graph)
+    assert [m for m in sorted(graph) if m != "__init__" and reaches(m, m)] == []
+
+
 # -- the command and the sample client ------------------------------------------------------
 
 def _start_serve(*args: str, env: dict[str, str] | None = None) -> tuple[
@@ -919,6 +1087,12 @@ async def test_the_sample_client_removes_an_image_and_runs_a_video_job(
         assert sum(1 for _ in container.decode(video=0)) == 12
     # the sample deletes its job when it has the result
     assert list((tmp_path / "jobs").iterdir()) == []
+    # it keeps its session cookie, so it sees its own jobs listed, and only those
+    mine, other = sample.Client(server, "sample-token"), sample.Client(server, "sample-token")
+    job = await asyncio.to_thread(mine.start_job, video)
+    assert [j["id"] for j in await asyncio.to_thread(mine.jobs)] == [job["id"]]
+    assert await asyncio.to_thread(other.jobs) == []
+    await asyncio.to_thread(mine.wait, job["id"])
     wrong = [*argv[:4], "--token", "wrong-token", *argv[6:]]
     assert await asyncio.to_thread(sample.main, wrong) == 1
 

@@ -18,12 +18,12 @@ from streammatte.cuda.kernels import launch_1d, launch_2d
 from streammatte.cuda.plan import ALIGNMENT, GpuOutOfMemoryError, align, plan_buffers
 from streammatte.cuda.select import (
     RuntimeProbe,
-    open_auto,
     select_backend,
     unavailable_reason,
 )
 from streammatte.errors import ConfigError, EngineUnavailableError, ModelError
 from streammatte.inference import open_engine
+from streammatte.inference.auto import open_auto
 from streammatte.inference.trt import (
     EngineCacheKey,
     ShapeProfile,

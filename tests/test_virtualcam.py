@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import re
 import sys
@@ -195,3 +196,43 @@ def test_live_command_without_a_backend_is_one_line(tmp_path: Path,
     assert status == 2
     assert "modprobe v4l2loopback exclusive_caps=1" in err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_live_backend_trt_without_tensorrt_fails_with_the_extra_to_install(
+        tmp_path: Path, recording_backend: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("onnxruntime")
+    if importlib.util.find_spec("tensorrt") is not None:
+        pytest.skip("TensorRT is installed here")
+    clip = tmp_path / "clip.mp4"
+    make_video(clip, frames=4)
+    status = main(["live", "--file", str(clip), "--backend", "trt", "--vcam-backend",
+                   "recording", "--duration-s", "1", "--quiet"])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert err.startswith("streammatte: error: the TensorRT backend needs the tensorrt package")
+    assert "pip install 'streammatte[trt]'" in err
+    assert recording_backend.sent == []  # nothing ran on ONNX Runtime instead
+
+
+def test_live_input_size_reaches_the_engine(tmp_path: Path, recording_backend: Any,
+                                            pull_model: Any,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from streammatte.inference.ort import OrtEngine
+
+    modnet = pull_model("modnet")  # a free input size (the catalog's: short side 512)
+    shapes: list[tuple[int, ...]] = []
+    infer = OrtEngine.infer
+
+    def spy(self: OrtEngine, batch: np.ndarray) -> np.ndarray:
+        shapes.append(batch.shape)
+        return infer(self, batch)
+
+    monkeypatch.setattr(OrtEngine, "infer", spy)
+    clip = tmp_path / "clip.mp4"
+    make_video(clip, frames=10, fps=20, size=(96, 64))
+    status = main(["live", "--file", str(clip), "--engine", "modnet", "--model-file",
+                   str(modnet), "--input-size", "128x96", "--vcam-backend", "recording",
+                   "--duration-s", "1.5", "--quiet"])
+    assert status == 0
+    assert shapes and set(shapes) == {(1, 3, 96, 128)}
+    assert recording_backend.sent

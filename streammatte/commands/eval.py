@@ -12,6 +12,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from ..config import DEFAULT_ENGINE
 from ..evaluate import EvalSpec, compare, find_clips, markdown_table, summarize, write_report
 from ..refine import UPSAMPLERS
 from ..temporal import temporal_modes
@@ -58,7 +59,7 @@ def add_common(parser: argparse.ArgumentParser) -> None:
                         help="no PNG plots (they need matplotlib: pip install "
                         "'streammatte[eval]')")
     add_models_dir_option(parser)
-    parser.add_argument("--device", default="cpu", help="cpu, auto or cuda[:N] (default: cpu)")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default: auto)")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
 
 
@@ -67,8 +68,8 @@ def add_parser(subparsers: SubParsers) -> None:
                                    description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common(parser)
-    parser.add_argument("--engine", "-e", default="u2netp",
-                        help="catalog model or builtin engine (default: u2netp)")
+    parser.add_argument("--engine", "-e", default=DEFAULT_ENGINE,
+                        help=f"catalog model or builtin engine (default: {DEFAULT_ENGINE})")
     parser.add_argument("--model-file", type=Path, metavar="PATH",
                         help="use this local model file (verified against the catalog)")
     parser.set_defaults(func=run)

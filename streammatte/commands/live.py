@@ -6,19 +6,19 @@ from __future__ import annotations
 
 import argparse
 import sys
-import threading
+import time
 from pathlib import Path
 
-from ..api import Matter, build_stages
-from ..compose import Compositor, parse_background
-from ..errors import ConfigError
+from ..chain import Chain
+from ..compose import parse_background
+from ..errors import CancelledRun, ConfigError
 from ..frames import FramePacket
-from ..inference import open_engine
-from ..pipeline import CancelledRun, Pipeline, PipelineStats
+from ..pipeline import Pipeline, PipelineStats
+from ..progress import DownloadProgress
 from ..sinks.virtualcam import VirtualCameraSink
 from ..sources.camera import CameraSource, LoopedFileSource
 from ..temporal import DEFAULT_LIVE_MODE, TEMPORAL_FILTERS, ShedUnderLoad
-from .common import SubParsers, add_engine_options, models_dir_from, parse_size
+from .common import SubParsers, add_engine_options, config_from, hf_auth_tokens, parse_size
 
 
 def add_parser(subparsers: SubParsers) -> None:
@@ -50,12 +50,15 @@ def add_parser(subparsers: SubParsers) -> None:
     vcam.add_argument("--pixel-format", default="auto", choices=["auto", "I420", "NV12", "RGB"],
                       help="what to send (default: what the backend takes natively)")
     parser.add_argument("--duration-s", type=float, help="stop after this many seconds")
-    parser.add_argument("--quiet", "-q", action="store_true")
+    parser.add_argument("--quiet", "-q", action="store_true", help="no status or summary")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    background = parse_background(args.background)
+    # every engine option (--backend, --input-size, --short-side, --upsample, …) means what it
+    # means for `streammatte video`: the same config builds the same chain
+    config = config_from(args)
+    background = parse_background(config.background)
     if background.is_transparent:
         raise ConfigError("a camera has no alpha channel: choose blur, a colour, an image or "
                           "a video as --background")
@@ -76,37 +79,33 @@ def run(args: argparse.Namespace) -> int:
                 print(f"virtual camera {sink.device} ({sink.backend}, {sink.pixel_format}) "
                       f"{sink.width}×{sink.height} @ {fps:.3g} fps — Ctrl-C to stop",
                       file=sys.stderr)
-            engine = open_engine(args.engine, model_file=args.model_file,
-                                 models_dir=models_dir_from(args), device=args.device)
-            compositor = Compositor(background, "rgb")
-            try:
-                matter = Matter(engine, temporal=args.temporal, rembg_compat=args.rembg_compat)
-                # the shedder watches the pipeline's drop count. The pipeline is built after
-                # the stages that hold the shedder, so the name is bound late: the count is
-                # first read on the first answered frame, when the pipeline is running
-                shedder = None if args.keep_smoothing else ShedUnderLoad(
-                    args.temporal, lambda: pipeline.dropped,
-                    on_change=None if args.quiet else _say_shed)
-                if shedder is not None:
-                    matter.temporal = shedder
+            # the shedder watches the pipeline's drop count. The pipeline is built after the
+            # chain that holds the shedder, so the name is bound late: the count is first read
+            # on the first answered frame, when the pipeline is running
+            shedder = None if args.keep_smoothing else ShedUnderLoad(
+                config.temporal, lambda: pipeline.dropped,
+                on_change=None if args.quiet else _say_shed)
+            on_download = DownloadProgress(enabled=None if not args.quiet else False)
+            with Chain(config, temporal=shedder, output="rgb", on_download=on_download,
+                       auth_tokens=hf_auth_tokens()) as chain:
 
                 def write(packet: FramePacket) -> None:
                     if packet.output is not None and (width % 2 or height % 2):
                         packet.output = packet.output[:sink.height, :sink.width]
                     sink.write(packet)
 
-                pipeline = Pipeline(source, build_stages(matter, compositor, write, 1),
-                                    max_queue_frames=1, back_pressure="latest")
-                stats = _run_until_stopped(pipeline, args.duration_s, args.quiet)
-            finally:
-                compositor.close()
-                engine.close()
+                deadline = _Deadline(args.duration_s) if args.duration_s else None
+                pipeline = Pipeline(source, chain.stages(write), max_queue_frames=1,
+                                    back_pressure="latest", cancel=deadline)
+                stats = _run_until_stopped(pipeline, args.quiet)
     if not args.quiet:
         print(f"\nsent {stats.frames_out} frames in {stats.elapsed_s:.1f} s "
               f"({stats.fps:.1f} fps), dropped {stats.dropped} of {stats.frames_in} "
-              f"with {engine.describe()}", file=sys.stderr)
-        if shedder is not None and shedder.mode != args.temporal:
-            print(f"smoothing ended at {shedder.mode} ({args.temporal} was shed to keep up; "
+              f"with {chain.engine.describe()}", file=sys.stderr)
+        for note in chain.notes:
+            print(f"note: {note}", file=sys.stderr)
+        if shedder is not None and shedder.mode != config.temporal:
+            print(f"smoothing ended at {shedder.mode} ({config.temporal} was shed to keep up; "
                   "--keep-smoothing keeps it)", file=sys.stderr)
     return 0
 
@@ -116,13 +115,17 @@ def _say_shed(old: str, new: str, down: bool) -> None:
     print(f"\nsmoothing {old} → {new}: {why}", file=sys.stderr)
 
 
-def _run_until_stopped(pipeline: Pipeline, duration_s: float | None, quiet: bool
-                       ) -> PipelineStats:
-    timer = threading.Timer(duration_s, pipeline.cancel) if duration_s else None
-    if timer is not None:
-        timer.daemon = True
-        timer.start()
+class _Deadline:
+    """``--duration-s`` as a cancel handle: set once the time is up."""
 
+    def __init__(self, duration_s: float) -> None:
+        self._end = time.monotonic() + duration_s
+
+    def is_set(self) -> bool:
+        return time.monotonic() >= self._end
+
+
+def _run_until_stopped(pipeline: Pipeline, quiet: bool) -> PipelineStats:
     def progress(stats: PipelineStats) -> None:
         if not quiet and sys.stderr.isatty():
             print(f"\r{stats.frames_out} frames, {stats.fps:.1f} fps, dropped {stats.dropped}",
@@ -133,6 +136,3 @@ def _run_until_stopped(pipeline: Pipeline, duration_s: float | None, quiet: bool
     except (CancelledRun, KeyboardInterrupt):
         # Ctrl-C or --duration-s is how a live run ends: not an error
         return pipeline.stats
-    finally:
-        if timer is not None:
-            timer.cancel()

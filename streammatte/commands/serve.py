@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..config import DEFAULT_ENGINE
 from ..errors import ConfigError, EngineUnavailableError
 from .common import SubParsers, add_models_dir_option, models_dir_from
 
@@ -52,20 +53,23 @@ def add_parser(subparsers: SubParsers) -> None:
     jobs.add_argument("--job-expiry-s", type=float, default=3600,
                       help="remove finished jobs and their files after this (default: 3600)")
     engine = parser.add_argument_group("engine")
-    engine.add_argument("--engine", "-e", default="u2netp",
-                        help="engine preselected on the page (default: u2netp)")
+    engine.add_argument("--engine", "-e", default=DEFAULT_ENGINE,
+                        help=f"engine preselected on the page (default: {DEFAULT_ENGINE})")
+    engine.add_argument("--live-engine", default="mediapipe-selfie",
+                        help="engine preselected on the live page (default: mediapipe-selfie, "
+                        "or --engine when --engines leaves it out)")
     engine.add_argument("--engines", metavar="LIST",
                         help="comma-separated engines to offer (default: every catalog model "
                         "and builtin)")
     add_models_dir_option(engine)
-    engine.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    engine.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default: auto)")
     parser.add_argument("--verbose", "-v", action="store_true", help="log every request")
     parser.set_defaults(func=run)
 
 
 def _token(args: argparse.Namespace, environ: dict[str, str]) -> tuple[str | None, bool]:
     """(token, generated?)"""
-    from ..server.app import is_loopback
+    from ..server.settings import is_loopback
 
     token = args.token or environ.get("STREAMMATTE_TOKEN") or None
     if token is None and not is_loopback(args.host):
@@ -74,7 +78,7 @@ def _token(args: argparse.Namespace, environ: dict[str, str]) -> tuple[str | Non
 
 
 def settings_from(args: argparse.Namespace, environ: dict[str, str]) -> Any:
-    from ..server.app import ServerSettings
+    from ..server.settings import ServerSettings, parse_ice_servers
 
     token, _ = _token(args, environ)
     return ServerSettings(
@@ -85,11 +89,11 @@ def settings_from(args: argparse.Namespace, environ: dict[str, str]) -> Any:
         max_video_pixels=int(args.max_video_mp * 1e6),
         jobs_dir=args.jobs_dir, job_expiry_s=args.job_expiry_s,
         max_concurrent_jobs=args.max_jobs, max_queued_jobs=args.max_queued,
-        engine=args.engine.lower(),
+        engine=args.engine.lower(), live_engine=args.live_engine.lower(),
         engines=tuple(e.strip().lower() for e in args.engines.split(",") if e.strip())
         if args.engines else None,
         models_dir=models_dir_from(args), device=args.device,
-        ice_servers=tuple(args.ice_servers), max_peers=args.max_peers,
+        ice_servers=parse_ice_servers(args.ice_servers), max_peers=args.max_peers,
     )
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Iterator, Sequence
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -123,8 +123,12 @@ def alloc_device(context: CudaContext, nbytes: int, what: str) -> Any:
                 "programs, lower the batch size, or use a smaller model") from exc
 
 
+@runtime_checkable
 class DeviceEngine(Protocol):
-    """What GpuMatter needs of an engine: device-buffer inference on its own stream."""
+    """What GpuMatter needs of an engine: device-buffer inference on its own stream.
+
+    The TensorRT and ONNX Runtime CUDA engines implement it; ``isinstance(engine,
+    DeviceEngine)`` is how the chain tells them apart (it checks these members exist)."""
 
     name: str
     context: CudaContext

@@ -8,6 +8,7 @@ onnxruntime-gpu is installed, else the CPU). ``--device cpu`` goes straight to t
 
 ``select_backend`` is a pure function of a :class:`RuntimeProbe`, so the choice and its
 messages are tested without a GPU; ``probe_runtime`` fills the probe on the real machine.
+The registry's ``auto`` back-end (``streammatte.inference.auto``) opens what it selects.
 """
 
 from __future__ import annotations
@@ -15,11 +16,9 @@ from __future__ import annotations
 import importlib
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, EngineUnavailableError
-from ..models.catalog import ModelSpec
 
 log = logging.getLogger(__name__)
 
@@ -144,44 +143,3 @@ def select_backend(device: str, probe: RuntimeProbe, *, prefer: str = "auto") ->
         raise EngineUnavailableError(f"device {device!r} asked for, but nothing here can run "
                                      f"on a GPU: {'; '.join(skipped)}")
     return Selection("onnxruntime", "cpu", tuple(skipped))
-
-
-def open_auto(spec: ModelSpec, model_path: Path, *, device: str = "auto",
-              probe: RuntimeProbe | None = None) -> Any:
-    """Open the best engine for ``spec`` here (registry back-end ``auto``).
-
-    A GPU back-end that fails to open (no memory, a driver problem) is skipped like a missing
-    one; the engine's ``provider`` ends with the reasons, so ``describe()`` tells the user
-    which device runs the model and why not a faster one.
-    """
-    from ..inference import BACKENDS, _load
-    from .plan import GpuOutOfMemoryError
-
-    probe = probe if probe is not None else probe_runtime()
-    selection = select_backend(device, probe)
-    skipped = list(selection.skipped)
-    order = [selection.backend] if selection.backend not in GPU_BACKENDS else [
-        b for b in GPU_BACKENDS[GPU_BACKENDS.index(selection.backend):]]
-    for backend in order:
-        if backend == "onnxruntime":
-            break
-        target, extra = BACKENDS[backend]
-        try:
-            engine = _load(target, extra, f"backend {backend}")(spec, model_path,
-                                                                device=selection.device)
-        except (EngineUnavailableError, GpuOutOfMemoryError) as exc:
-            log.warning("%s could not open %s: %s", backend, spec.name, exc)
-            skipped.append(f"{backend}: {exc}")
-            continue
-        return _noted(engine, skipped)
-    ort_device = selection.device if selection.backend == "onnxruntime" else "auto"
-    target, extra = BACKENDS["onnxruntime"]
-    engine = _load(target, extra, "backend onnxruntime")(spec, model_path, device=ort_device)
-    return _noted(engine, skipped)
-
-
-def _noted(engine: Any, skipped: list[str]) -> Any:
-    if skipped:
-        engine.provider = f"{engine.provider}; not used: {'; '.join(skipped)}"
-        log.info("%s", engine.describe())
-    return engine

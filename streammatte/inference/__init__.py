@@ -17,7 +17,9 @@ from ..models.catalog import ModelSpec, load_catalog
 from ..models.store import ModelStore, ProgressFn, verify_file
 from .base import Engine, TensorSpec
 
-__all__ = ["BUILTIN_ENGINES", "Engine", "TensorSpec", "engine_names", "open_engine"]
+__all__ = ["BACKENDS", "BUILTIN_ENGINES", "BUILTIN_GOOD_FOR", "Engine",
+           "NonCommercialModelWarning", "TensorSpec", "backend_class", "engine_names",
+           "open_engine", "resolve_model"]
 
 #: engines that need no catalog entry (no weights)
 BUILTIN_ENGINES: dict[str, str] = {
@@ -25,12 +27,18 @@ BUILTIN_ENGINES: dict[str, str] = {
     "grabcut": "streammatte.inference.grabcut:GrabCutEngine",
 }
 
+#: what each builtin engine suits, in a few words (as a catalog entry's ``good_for``)
+BUILTIN_GOOD_FOR: dict[str, str] = {
+    "mog2": "a static camera; video only",
+    "grabcut": "one subject near the centre",
+}
+
 #: how a catalog model's graph can be run, by backend name → (import string, extra to install)
 BACKENDS: dict[str, tuple[str, str | None]] = {
     "onnxruntime": ("streammatte.inference.ort:OrtEngine", None),
     "trt": ("streammatte.inference.trt:TrtEngine", "trt"),
     "onnxruntime-cuda": ("streammatte.inference.ort_cuda:OrtCudaEngine", "trt"),
-    "auto": ("streammatte.cuda.select:open_auto", None),
+    "auto": ("streammatte.inference.auto:open_auto", None),
 }
 
 
@@ -51,6 +59,16 @@ def _load(target: str, extra: str | None, what: str) -> Any:
         raise EngineUnavailableError(f"{what} needs {exc.name or 'a missing module'}: {hint}"
                                      ) from exc
     return getattr(module, attr)
+
+
+def backend_class(backend: str) -> Any:
+    """What opens a catalog model on ``backend`` (a key of BACKENDS): called as
+    ``(spec, model_path, device=...)`` it returns an Engine. A backend whose optional
+    dependency is missing raises EngineUnavailableError naming the extra to install."""
+    if backend not in BACKENDS:
+        raise ModelError(f"unknown backend {backend!r} (choose from: {', '.join(BACKENDS)})")
+    target, extra = BACKENDS[backend]
+    return _load(target, extra, f"backend {backend}")
 
 
 def resolve_model(
@@ -107,8 +125,7 @@ def open_engine(
             stacklevel=2,
         )
     # load the backend first: a missing TensorRT should be reported before a long download
-    target, extra = BACKENDS[backend]
-    engine_cls = _load(target, extra, f"backend {backend}")
+    engine_cls = backend_class(backend)
     path = resolve_model(spec, model_file=model_file, models_dir=models_dir, progress=progress,
                          auth_tokens=auth_tokens)
     opened: Engine = engine_cls(spec, path, device=device)

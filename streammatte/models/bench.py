@@ -69,16 +69,19 @@ def bench_model(
     warmup: int = 2,
     threads: int | None = None,
 ) -> ModelBench:
-    """Time and score one catalog model on CPU over the given sequences."""
+    """Time and score one catalog model on CPU over the given sequences, through the chain
+    every run uses (timed step by step)."""
     from .. import metrics
-    from ..api import Matter
+    from ..chain import Chain
+    from ..config import MatteConfig
     from ..inference.ort import OrtEngine
 
     with OrtEngine(spec, model_path, device="cpu", intra_op_threads=threads) as engine:
-        matter = Matter(engine)
+        chain = Chain(MatteConfig(engine=spec.name, temporal="none"), engine=engine)
+        matter = chain.matter
         first = next(iter(sequences.values()))[0][0]
         for _ in range(warmup):
-            matter.alpha(first)
+            chain.alpha(first)
         infer_s = total_s = cpu_s = 0.0
         count = 0
         scores = []
@@ -90,7 +93,7 @@ def bench_model(
                 c1, t1 = time.process_time(), time.perf_counter()
                 raw = engine.infer(sample[None])[0]
                 t2, c2 = time.perf_counter(), time.process_time()
-                alpha = matter.postprocess(raw, (image.shape[1], image.shape[0]))
+                alpha = matter.to_alpha(raw, image)
                 t3 = time.perf_counter()
                 infer_s += t2 - t1
                 cpu_s += c2 - c1

@@ -5,6 +5,7 @@ Needs aiohttp (``pip install 'streammatte[server]'``, or ``[webrtc]`` for the li
 
 from __future__ import annotations
 
-from .app import EXTENSIONS, ServerSettings, check_token, create_app
+from .app import create_app
+from .settings import EXTENSIONS, ServerSettings, check_token
 
 __all__ = ["EXTENSIONS", "ServerSettings", "check_token", "create_app"]

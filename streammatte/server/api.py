@@ -6,6 +6,7 @@
 ``GET /api/jobs/{id}``   state, progress, fps, ETA, error
 ``GET /api/jobs/{id}/result``  the finished video
 ``DELETE /api/jobs/{id}``      cancel and remove its files
+``GET /api/jobs``        the jobs this client (its session cookie) created
 ``GET /api/engines``     engines this server offers
 ``GET /api/info``        limits, formats, installed extensions
 ``GET /api/openapi.json``  the OpenAPI 3 description of all of the above
@@ -18,9 +19,9 @@ option, 401 token, 404 unknown job, 409 result not ready, 413 too large, 415 wro
 
 from __future__ import annotations
 
+import asyncio
 import re
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -37,9 +38,30 @@ from ..config import MatteConfig
 from ..errors import ConfigError, SourceError, StreamMatteError
 from ..sinks.formats import FORMATS
 from ..temporal import DEFAULT_FILE_MODE, temporal_modes
-from .app import EXTENSIONS_KEY, SETTINGS_KEY, STATIC_DIR, ServerSettings, api_error
-from .jobs import MEDIA_TYPES, EngineProvider, Job, JobManager, QueueFullError, VideoOptions
-from .probe import IMAGE_TYPES, VIDEO_TYPES, MediaInfo, ProbeError, probe
+from .jobs import (
+    MEDIA_TYPES,
+    EngineProvider,
+    Job,
+    JobManager,
+    QueueFullError,
+    VideoOptions,
+    server_temp_dir,
+    sweep_dead_servers,
+)
+from .probe import MediaInfo, MediaKind
+from .settings import (
+    EXTENSIONS_KEY,
+    SETTINGS_KEY,
+    STATIC_DIR,
+    ServerSettings,
+    add_page,
+    api_error,
+    check_background,
+    check_media,
+    client_session,
+    save_upload,
+    too_large,
+)
 
 #: the engine provider and the job manager, for extensions that want to share them
 ENGINES_KEY = web.AppKey("streammatte.engines", EngineProvider)
@@ -51,30 +73,18 @@ IMAGE_FORMATS: dict[str, tuple[str, str]] = {
 }
 #: video formats a job may produce (the PNG sequence is served as one zip)
 VIDEO_FORMATS: tuple[str, ...] = ("vp9", "h264", "hevc", "prores4444", "png", "matte")
-IMAGE_OPTIONS = ("engine", "background", "only_mask", "format", "refine")
-VIDEO_OPTIONS = ("engine", "background", "format", "temporal", "refine")
+#: the mask controls (streammatte.mask), as form fields: pixels for shrink, grow and feather
+MASK_OPTIONS = ("threshold", "shrink", "grow", "feather", "despill")
+IMAGE_OPTIONS = ("engine", "background", "only_mask", "format", "refine", *MASK_OPTIONS)
+VIDEO_OPTIONS = ("engine", "background", "format", "temporal", "refine", *MASK_OPTIONS)
 
 _FIELD_LIMIT = 4096
 _FORM_OVERHEAD = 64 * 1024  # multipart boundaries and option fields around the file
-_CHUNK = 256 * 1024
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
 
 # -- options ----------------------------------------------------------------------------------
-
-def check_background(value: str) -> str:
-    """A background the server accepts: never a path (a client must not make the server read
-    its own files)."""
-    text = value.strip().lower()
-    if text in ("auto", "transparent", "none", "alpha", "blur") or text in NAMED_COLOURS:
-        return text
-    if text.startswith("#"):
-        parse_background(text)  # raises ConfigError naming the value
-        return text
-    raise ConfigError(f"background {value!r}: expected auto, transparent, blur, a colour "
-                      f"({', '.join(NAMED_COLOURS)}) or #rrggbb")
-
 
 def _flag(name: str, value: str) -> bool:
     text = value.strip().lower()
@@ -89,6 +99,28 @@ def _known(options: dict[str, str], allowed: tuple[str, ...]) -> None:
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         raise ConfigError(f"unknown option(s) {unknown} (known: {', '.join(allowed)})")
+
+
+def _number(name: str, value: str, kind: type[int] | type[float]) -> float:
+    try:
+        return kind(value.strip())
+    except ValueError:
+        what = "a whole number of pixels" if kind is int else "a number"
+        raise ConfigError(f"{name} should be {what}, got {value!r}") from None
+
+
+def _mask_options(options: dict[str, str]) -> dict[str, Any]:
+    """The MatteConfig fields of the mask controls a form gave (checked by MatteConfig)."""
+    out: dict[str, Any] = {}
+    if "threshold" in options:
+        out["threshold"] = _number("threshold", options["threshold"], float)
+    for name, kind in (("shrink", int), ("grow", int), ("feather", float)):
+        if name in options:
+            out[f"{name}_px"] = _number(name, options[name], kind)
+    if "despill" in options:
+        out["despill"] = _flag("despill", options["despill"])
+    MatteConfig(**out)  # a bad value or combination is a 400 now, not a failed job later
+    return out
 
 
 def _choice(name: str, value: str, choices: tuple[str, ...] | list[str]) -> str:
@@ -121,7 +153,7 @@ async def _read_upload(request: web.Request, folder: Path) -> Upload:
     cap = settings.max_upload_bytes
     if request.content_length is not None and \
             request.content_length > 2 * cap + _FORM_OVERHEAD:
-        raise _too_large(request.content_length, cap)
+        raise too_large(request.content_length, cap)
     if request.content_type != "multipart/form-data":
         raise api_error(web.HTTPBadRequest, "expected multipart/form-data with a 'file' field "
                         f"(got {request.content_type or 'no content type'})")
@@ -137,13 +169,7 @@ async def _read_upload(request: web.Request, folder: Path) -> Upload:
             # server-made names: the client's file name is only ever shown back to it
             target = folder / ("upload" if part.name == "file" else "background-upload")
             files[part.name] = (target, Path(part.filename or "upload").name or "upload")
-            written = 0
-            with target.open("wb") as out:
-                while chunk := await part.read_chunk(_CHUNK):
-                    written += len(chunk)
-                    if written > cap:
-                        raise _too_large(written, cap, at_least=True)
-                    out.write(chunk)
+            await save_upload(part.read_chunk, target, cap)
         elif part.name:
             value = bytearray()
             while chunk := await part.read_chunk(_FIELD_LIMIT):
@@ -159,7 +185,7 @@ async def _read_upload(request: web.Request, folder: Path) -> Upload:
 
 
 async def _background_upload(request: web.Request, upload: Upload,
-                             kinds: tuple[str, ...]) -> Path | None:
+                             kinds: tuple[MediaKind, ...]) -> Path | None:
     """The probed background file, or None; refused next to a ``background`` option."""
     if upload.background is None:
         return None
@@ -171,56 +197,11 @@ async def _background_upload(request: web.Request, upload: Upload,
     return path
 
 
-def _too_large(size: int, cap: int, *, at_least: bool = False) -> web.HTTPException:
-    more = "more than " if at_least else ""
-    return api_error(web.HTTPRequestEntityTooLarge,
-                     f"upload is {more}{_mb(size)}; this server accepts up to {_mb(cap)}")
-
-
-def _mb(n: int) -> str:
-    return f"{n / 1e6:.1f} MB" if n >= 100_000 else f"{n} bytes"
-
-
 async def _probe(request: web.Request, path: Path, filename: str,
-                 kind: str | tuple[str, ...]) -> MediaInfo:
-    jobs = request.app[JOBS_KEY]
-    try:
-        info = await jobs.run_blocking(lambda: probe(path, filename))
-    except ProbeError as exc:
-        raise api_error(web.HTTPUnsupportedMediaType if exc.unsupported
-                        else web.HTTPUnprocessableEntity, str(exc)) from exc
-    if isinstance(kind, tuple):  # a background file: image, or image or video
-        if info.kind not in kind:
-            raise api_error(web.HTTPUnsupportedMediaType,
-                            f"{filename}: a background must be {' or '.join(kind)}, this is "
-                            f"a {info.kind} ({info.format})")
-    elif info.kind != kind:
-        where = "POST /api/remove" if info.kind == "image" else "POST /api/jobs"
-        raise api_error(web.HTTPUnsupportedMediaType,
-                        f"{filename}: this is {'an' if info.kind == 'image' else 'a'} "
-                        f"{info.kind} ({info.format}); expected "
-                        f"{IMAGE_TYPES if kind == 'image' else VIDEO_TYPES} here "
-                        f"(send {info.kind}s to {where})")
-    _check_caps(request.app[SETTINGS_KEY], info, filename)
-    return info
-
-
-def _check_caps(settings: ServerSettings, info: MediaInfo, filename: str) -> None:
-    size = f"{info.width}×{info.height}"
-    if info.kind == "image" and info.pixels > settings.max_image_pixels:
-        raise api_error(web.HTTPRequestEntityTooLarge,
-                        f"{filename}: image is {size} ({info.pixels / 1e6:.1f} MP); this server "
-                        f"accepts up to {settings.max_image_pixels / 1e6:.1f} MP")
-    if info.kind == "video":
-        if info.pixels > settings.max_video_pixels:
-            raise api_error(web.HTTPRequestEntityTooLarge,
-                            f"{filename}: video is {size} ({info.pixels / 1e6:.1f} MP per "
-                            f"frame); this server accepts up to "
-                            f"{settings.max_video_pixels / 1e6:.1f} MP (3840×2160 is 8.3 MP)")
-        if info.duration_s is not None and info.duration_s > settings.max_video_duration_s:
-            raise api_error(web.HTTPRequestEntityTooLarge,
-                            f"{filename}: video is {info.duration_s:.1f} s long; this server "
-                            f"accepts up to {settings.max_video_duration_s:g} s")
+                 kind: MediaKind | tuple[MediaKind, ...]) -> MediaInfo:
+    settings = request.app[SETTINGS_KEY]
+    return await request.app[JOBS_KEY].run_blocking(
+        lambda: check_media(settings, path, filename, kind))
 
 
 def _bad_option(exc: ConfigError) -> web.HTTPException:
@@ -283,7 +264,8 @@ def _image_config(options: dict[str, str], provider: EngineProvider,
     config = MatteConfig(engine=engine, background=background,
                          output_format="matte" if only_mask else "auto",
                          upsample="guided" if refine else "bilinear",
-                         models_dir=settings.models_dir, device=settings.device)
+                         models_dir=settings.models_dir, device=settings.device,
+                         **_mask_options(options))
     return config, fmt
 
 
@@ -334,7 +316,7 @@ async def remove_background(request: web.Request) -> web.Response:
             raise api_error(status, message) from exc
         elapsed = time.perf_counter() - started
     finally:
-        await jobs.run_blocking(lambda: shutil.rmtree(folder, ignore_errors=True))
+        await jobs.discard(folder)
     extension, media_type = IMAGE_FORMATS[fmt]
     stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(filename).stem)[:80] or "image"
     return web.Response(body=body, content_type=media_type, headers={
@@ -358,7 +340,7 @@ def _video_options(options: dict[str, str], provider: EngineProvider,
                           "blur, or format vp9 or prores4444")
     refine = _flag("refine", options.get("refine", "false"))
     return VideoOptions(engine=engine, background=background, output_format=fmt,
-                        temporal=temporal, refine=refine)
+                        temporal=temporal, refine=refine, **_mask_options(options))
 
 
 async def create_job(request: web.Request) -> web.Response:
@@ -377,14 +359,14 @@ async def create_job(request: web.Request) -> web.Response:
         if background_file is not None:
             video_options = replace(video_options, background_file=background_file)
         job = Job(id=job_id, dir=folder, input_path=path, filename=filename,
-                  options=video_options, media=media)
+                  options=video_options, media=media, owner=client_session(request))
         try:
             jobs.submit(job)
         except QueueFullError as exc:
             raise api_error(web.HTTPServiceUnavailable, str(exc), **{"Retry-After": "30"}
                             ) from exc
     except BaseException:
-        await jobs.run_blocking(lambda: shutil.rmtree(folder, ignore_errors=True))
+        await jobs.discard(folder)
         raise
     return web.json_response(job.as_json(jobs.queue_position(job)), status=202,
                              headers={"Location": f"/api/jobs/{job.id}"})
@@ -402,9 +384,11 @@ def _job(request: web.Request) -> Job:
 
 
 async def list_jobs(request: web.Request) -> web.Response:
+    """The jobs of this client's session only: a job's id is its capability, and the list
+    must not hand other clients' ids (and file names) to anyone who holds the token."""
     jobs = request.app[JOBS_KEY]
     return web.json_response({"jobs": [j.as_json(jobs.queue_position(j))
-                                       for j in jobs.all()]})
+                                       for j in jobs.jobs_of(client_session(request))]})
 
 
 async def job_status(request: web.Request) -> web.Response:
@@ -466,6 +450,18 @@ def openapi_document() -> dict[str, Any]:
               "default: the server's default"}
     refine = {"type": "boolean", "default": False,
               "description": "guided-filter upsampling: the matte's edges follow the picture"}
+    mask = {
+        "threshold": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1,
+                      "description": "a hard mask: alpha >= threshold is foreground"},
+        "shrink": {"type": "integer", "minimum": 0, "default": 0,
+                   "description": "erode the mask by this many pixels"},
+        "grow": {"type": "integer", "minimum": 0, "default": 0,
+                 "description": "dilate the mask by this many pixels (not with shrink)"},
+        "feather": {"type": "number", "minimum": 0, "default": 0,
+                    "description": "soften the edge over about this many pixels"},
+        "despill": {"type": "boolean", "default": False,
+                    "description": "remove the old background's colour from soft edges"},
+    }
     background = {"type": "string", "default": "auto",
                   "description": "auto, transparent, blur, a colour name or #rrggbb "
                   "(or send a background_file instead)"}
@@ -518,7 +514,7 @@ def openapi_document() -> dict[str, Any]:
                                   "description": "return the matte alone (greyscale)"},
                     "format": {"type": "string", "enum": list(IMAGE_FORMATS),
                                "default": "png"},
-                    "refine": refine}),
+                    "refine": refine, **mask}),
                 "responses": {"200": {"description": "the result image", "content": {
                     t: {"schema": {"type": "string", "format": "binary"}}
                     for _, t in IMAGE_FORMATS.values()}},
@@ -533,11 +529,14 @@ def openapi_document() -> dict[str, Any]:
                                    "default": "vp9"},
                         "temporal": {"type": "string", "enum": temporal_modes(),
                                      "default": DEFAULT_FILE_MODE},
-                        "refine": refine}),
+                        "refine": refine, **mask}),
                     "responses": {"202": {"description": "queued", "content": job_ref},
                                   **_error_responses(400, 401, 413, 415, 422, 503)}},
-                "get": {"summary": "List jobs", "responses": {"200": {
-                    "description": "every job the server remembers", "content": {
+                "get": {"summary": "List this client's jobs", "responses": {"200": {
+                    "description": "the jobs created with this client's session cookie "
+                                   "(streammatte_session, set on its first request), oldest "
+                                   "first; GET /api/jobs/{id} reads any job by its id",
+                    "content": {
                         "application/json": {"schema": {"type": "object", "properties": {
                             "jobs": {"type": "array", "items": {
                                 "$ref": "#/components/schemas/Job"}}}}}}},
@@ -584,9 +583,11 @@ def install(app: web.Application, settings: ServerSettings, *,
     app[ENGINES_KEY] = provider
 
     async def start_jobs(app: web.Application) -> None:
+        # folders of servers that were killed before they could remove them
+        await asyncio.to_thread(sweep_dead_servers)
         jobs_dir = settings.jobs_dir
         if jobs_dir is None:
-            jobs_dir = Path(tempfile.mkdtemp(prefix="streammatte-jobs-"))
+            jobs_dir = server_temp_dir("jobs")
         manager = JobManager(settings, provider, Path(jobs_dir))
         await manager.start()
         app[JOBS_KEY] = manager
@@ -595,12 +596,11 @@ def install(app: web.Application, settings: ServerSettings, *,
         manager = app[JOBS_KEY]
         await manager.close()
         if settings.jobs_dir is None:
-            await manager.run_blocking(lambda: shutil.rmtree(manager.jobs_dir,
-                                                             ignore_errors=True))
+            await asyncio.to_thread(shutil.rmtree, manager.jobs_dir, ignore_errors=True)
 
     app.on_startup.append(start_jobs)
     app.on_cleanup.append(stop_jobs)
-    app.router.add_get("/", index)
+    add_page(app, "/", index)
     app.router.add_static("/static/", STATIC_DIR, show_index=False, follow_symlinks=False)
     app.router.add_get("/api/info", info)
     app.router.add_get("/api/engines", list_engines)

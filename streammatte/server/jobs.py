@@ -5,9 +5,10 @@ may pull a model), probing, matting. Engines are opened once and shared between 
 ONNX Runtime sessions may run concurrently. A stateful engine (MOG2 learns a background) is
 opened fresh for each job instead.
 
-A job is cancelled cooperatively: its ``on_progress`` callback raises ``_Cancelled`` when the
-job's event is set; the pipeline stops its threads and re-raises, and FileSink removes its
-temporary output on the way out, so a cancelled or failed job leaves no partial result.
+A job is cancelled through matte_video's cancel contract: the job's event is its ``cancel``
+handle, checked between frames; the pipeline stops its threads and raises CancelledRun, and
+FileSink removes its temporary output on the way out, so a cancelled or failed job leaves no
+partial result.
 """
 
 from __future__ import annotations
@@ -15,9 +16,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import re
 import secrets
 import shutil
+import stat
+import tempfile
 import threading
 import time
 import zipfile
@@ -29,15 +33,16 @@ from typing import Any, Literal, TypeVar
 
 from ..api import matte_video
 from ..config import MatteConfig
-from ..errors import ConfigError, StreamMatteError
-from ..inference import BUILTIN_ENGINES, Engine, open_engine
+from ..errors import CancelledRun, ConfigError, StreamMatteError
+from ..inference import BUILTIN_ENGINES, BUILTIN_GOOD_FOR, Engine, open_engine
 from ..models.catalog import load_catalog
 from ..models.store import ModelStore
 from ..pipeline import PipelineStats
 from ..sinks.formats import FORMATS
+from ..sinks.publish import MANIFEST
 from ..temporal import DEFAULT_FILE_MODE
-from .app import ServerSettings
 from .probe import MediaInfo
+from .settings import ServerSettings
 
 log = logging.getLogger("streammatte.server")
 
@@ -46,8 +51,14 @@ JobState = Literal["queued", "running", "done", "failed", "cancelled"]
 FINISHED: frozenset[str] = frozenset({"done", "failed", "cancelled"})
 
 _JOB_DIR = re.compile(r"(img-)?[0-9a-f]{32}")
+#: the temporary folders a server makes (server_temp_dir): its process id is in the name
+_SERVER_TEMP_DIR = re.compile(r"streammatte-(?:jobs|live)-([1-9][0-9]*)-[a-z0-9_]+")
 #: engines that only make sense on a video (they learn the background over frames)
 _VIDEO_ONLY = frozenset({"mog2"})
+_BUILTIN_TITLES = {
+    "mog2": "MOG2 background subtraction (static camera, video only)",
+    "grabcut": "GrabCut graph-cut segmentation (a traditional baseline)",
+}
 
 
 # -- engines ----------------------------------------------------------------------------------
@@ -63,6 +74,12 @@ class EngineInfo:
     non_commercial: bool = False
     size_bytes: int | None = None
     video_only: bool = False
+    #: what it suits, in a few words (the catalog's good_for, as ``models list`` shows it)
+    good_for: str | None = None
+    #: how the page groups and ranks it: "people" / "anything" / "static camera", and
+    #: "fastest" … "best" (the catalog's subject and tier)
+    subject: str | None = None
+    tier: str | None = None
 
 
 class EngineProvider:
@@ -82,11 +99,12 @@ class EngineProvider:
         """Every catalog model and builtin engine, opened with the server's device and cache."""
         catalog = load_catalog()
         infos = [EngineInfo(name=s.name, title=s.title, kind="model", licence=s.licence,
-                            non_commercial=s.non_commercial, size_bytes=s.size_bytes)
+                            non_commercial=s.non_commercial, size_bytes=s.size_bytes,
+                            good_for=s.good_for, subject=s.subject, tier=s.tier)
                  for s in catalog.values()]
-        infos += [EngineInfo(name=name, title=f"{name.upper()} background subtraction "
-                             "(static camera, video only)", kind="builtin",
-                             video_only=name in _VIDEO_ONLY)
+        infos += [EngineInfo(name=name, title=_BUILTIN_TITLES[name], kind="builtin",
+                             video_only=name in _VIDEO_ONLY, good_for=BUILTIN_GOOD_FOR[name],
+                             subject="static camera" if name in _VIDEO_ONLY else "anything")
                   for name in BUILTIN_ENGINES]
         store = ModelStore(settings.models_dir)
 
@@ -111,7 +129,9 @@ class EngineProvider:
     def describe(self) -> list[dict[str, Any]]:
         return [{"name": i.name, "title": i.title, "kind": i.kind, "licence": i.licence,
                  "non_commercial": i.non_commercial, "size_bytes": i.size_bytes,
-                 "video_only": i.video_only, "cached": self._is_cached(i.name),
+                 "video_only": i.video_only, "good_for": i.good_for,
+                 "subject": i.subject, "tier": i.tier,
+                 "cached": self._is_cached(i.name),
                  "loaded": i.name in self._engines}
                 for i in self._infos.values()]
 
@@ -143,6 +163,14 @@ class EngineProvider:
             if engine.stateful:
                 engine.close()
 
+    def open(self, name: str) -> Engine:
+        """A fresh engine of its own for ``name``, never shared (a live session's: the caller
+        closes it). Blocks while it loads: call from an executor thread."""
+        key = self.check(name)
+        if self._closed:
+            raise ConfigError("the server is shutting down")
+        return self._opener(key)
+
     def close(self) -> None:
         self._closed = True
         for engine in self._engines.values():
@@ -162,6 +190,12 @@ class VideoOptions:
     refine: bool = False
     #: an uploaded background picture or clip (server-side path, never shown to clients)
     background_file: Path | None = None
+    #: mask controls (MatteConfig's fields of the same names)
+    threshold: float | None = None
+    shrink_px: int = 0
+    grow_px: int = 0
+    feather_px: float = 0.0
+    despill: bool = False
 
     @property
     def extension(self) -> str:
@@ -172,15 +206,15 @@ class VideoOptions:
         return {"engine": self.engine,
                 "background": "uploaded file" if self.background_file else self.background,
                 "format": self.output_format, "temporal": self.temporal,
-                "refine": "true" if self.refine else "false"}
+                "refine": "true" if self.refine else "false",
+                "threshold": "" if self.threshold is None else f"{self.threshold:g}",
+                "shrink": str(self.shrink_px), "grow": str(self.grow_px),
+                "feather": f"{self.feather_px:g}",
+                "despill": "true" if self.despill else "false"}
 
 
 MEDIA_TYPES = {".mp4": "video/mp4", ".mov": "video/quicktime", ".webm": "video/webm",
                ".zip": "application/zip"}
-
-
-class _Cancelled(Exception):
-    """Raised from on_progress to stop a job's pipeline."""
 
 
 class _TooLong(Exception):
@@ -196,6 +230,8 @@ class Job:
     filename: str
     options: VideoOptions
     media: MediaInfo
+    #: the client session that created the job (client_session): only it sees the job listed
+    owner: str
     state: JobState = "queued"
     created_s: float = field(default_factory=time.time)
     started_s: float | None = None
@@ -262,15 +298,57 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
+def server_temp_dir(kind: Literal["jobs", "live"]) -> Path:
+    """A private temporary folder for this server, named with its process id
+    (``streammatte-jobs-<pid>-…``), so that the next server can tell when its owner is gone
+    (sweep_dead_servers)."""
+    return Path(tempfile.mkdtemp(prefix=f"streammatte-{kind}-{os.getpid()}-"))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def sweep_dead_servers(root: Path | None = None) -> list[Path]:
+    """Remove the temporary folders (server_temp_dir) of servers that died without cleaning
+    up (SIGKILL, a crash): only folders that match our own name pattern, belong to this user,
+    and whose process is no longer alive. Returns what was removed."""
+    root = Path(tempfile.gettempdir()) if root is None else root
+    removed = []
+    for path in root.iterdir():
+        match = _SERVER_TEMP_DIR.fullmatch(path.name)
+        if match is None or int(match.group(1)) == os.getpid():
+            continue
+        try:
+            info = path.lstat()
+        except OSError:
+            continue
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid() \
+                or _alive(int(match.group(1))):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        log.info("removed %s, left by a server that is no longer running", path)
+        removed.append(path)
+    return removed
+
+
 class JobManager:
     """Video jobs: a bounded queue in front of ``max_concurrent_jobs`` executor threads,
-    files under ``jobs_dir/<id>/``, expiry of finished jobs."""
+    files under ``jobs_dir/<id>/``, expiry of finished jobs, and of folders no job owns."""
 
     def __init__(self, settings: ServerSettings, engines: EngineProvider, jobs_dir: Path) -> None:
         self.settings = settings
         self.engines = engines
         self.jobs_dir = jobs_dir
         self._jobs: dict[str, Job] = {}
+        #: folders handed out by new_dir whose request is still running (not a job yet)
+        self._pending: set[str] = set()
         self._slots = asyncio.Semaphore(settings.max_concurrent_jobs)
         self._image_slots = asyncio.Semaphore(settings.max_concurrent_images)
         self._video_pool = ThreadPoolExecutor(settings.max_concurrent_jobs,
@@ -283,7 +361,7 @@ class JobManager:
 
     async def start(self) -> None:
         self.jobs_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        await asyncio.to_thread(self._sweep_orphans)
+        await asyncio.to_thread(self._sweep_orphans, set())
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="sm-job-expiry")
 
     async def close(self) -> None:
@@ -301,19 +379,31 @@ class JobManager:
         self._image_pool.shutdown(wait=True, cancel_futures=True)
         await asyncio.to_thread(self.engines.close)
 
-    def _sweep_orphans(self) -> None:
-        """Remove job folders a previous server left behind once they are older than the
-        expiry (a job's state lives in memory, so they can never be served again)."""
+    def _sweep_orphans(self, known: set[str]) -> list[str]:
+        """Remove job folders no job or request owns (``known``: the names of those that
+        are owned) once they are older than the expiry: a previous server's, or one a request
+        could not remove. A job's state lives in memory, so they can never be served again."""
         cutoff = time.time() - self.settings.job_expiry_s
+        removed = []
         for path in self.jobs_dir.iterdir():
-            if path.is_dir() and _JOB_DIR.fullmatch(path.name) and path.stat().st_mtime < cutoff:
+            if path.name not in known and _JOB_DIR.fullmatch(path.name) and path.is_dir() \
+                    and path.stat().st_mtime < cutoff:
                 _remove(path)
+                removed.append(path.name)
+        return removed
+
+    async def sweep(self, now: float | None = None) -> None:
+        """Expire finished jobs, then remove orphaned folders; runs every
+        ``min(30 s, expiry / 2)`` while the server runs."""
+        await self.expire(now)
+        known = {j.dir.name for j in self._jobs.values()} | self._pending
+        await asyncio.to_thread(self._sweep_orphans, known)
 
     async def _sweep_forever(self) -> None:
         interval = min(30.0, self.settings.job_expiry_s / 2)
         while True:
             await asyncio.sleep(interval)
-            await self.expire()
+            await self.sweep()
 
     async def expire(self, now: float | None = None) -> list[str]:
         """Forget finished jobs older than the expiry and remove their files."""
@@ -328,11 +418,18 @@ class JobManager:
     # -- files --------------------------------------------------------------------------------
 
     def new_dir(self, *, image: bool = False) -> tuple[str, Path]:
-        """A fresh, private folder named by the server: (id, path)."""
+        """A fresh, private folder named by the server: (id, path). It belongs to the request
+        until ``submit`` makes it a job's, or ``discard`` removes it."""
         job_id = secrets.token_hex(16)
         path = self.jobs_dir / (f"img-{job_id}" if image else job_id)
         path.mkdir(mode=0o700)
+        self._pending.add(path.name)
         return job_id, path
+
+    async def discard(self, folder: Path) -> None:
+        """Remove a folder from new_dir that did not become a job."""
+        await asyncio.to_thread(_remove, folder)
+        self._pending.discard(folder.name)
 
     # -- images -------------------------------------------------------------------------------
 
@@ -350,8 +447,10 @@ class JobManager:
     def get(self, job_id: str) -> Job | None:
         return self._jobs.get(job_id)
 
-    def all(self) -> list[Job]:
-        return sorted(self._jobs.values(), key=lambda j: j.created_s)
+    def jobs_of(self, owner: str) -> list[Job]:
+        """The jobs the client session ``owner`` created, oldest first."""
+        return sorted((j for j in self._jobs.values() if j.owner == owner),
+                      key=lambda j: j.created_s)
 
     def queue_position(self, job: Job) -> int | None:
         if job.state != "queued":
@@ -368,6 +467,7 @@ class JobManager:
             raise QueueFullError(f"{active} jobs are running or queued (the limit is {limit}); "
                                  "try again when one has finished")
         self._jobs[job.id] = job
+        self._pending.discard(job.dir.name)
         job.task = asyncio.create_task(self._drive(job), name=f"sm-job-{job.id}")
 
     async def delete(self, job: Job) -> None:
@@ -386,13 +486,13 @@ class JobManager:
         try:
             async with self._slots:
                 if job.cancel_event.is_set():
-                    raise _Cancelled
+                    raise CancelledRun("cancelled before it started")
                 job.state = "running"
                 job.started_s = time.time()
                 loop = asyncio.get_running_loop()
                 await loop.run_in_executor(self._video_pool, self._run, job)
             job.state = "done"
-        except (_Cancelled, asyncio.CancelledError):
+        except (CancelledRun, asyncio.CancelledError):
             job.state = "cancelled"
             job.error = "cancelled"
         except Exception as exc:
@@ -420,8 +520,6 @@ class JobManager:
         max_frames = None if job.media.duration_s else int(settings.max_video_duration_s * rate)
 
         def on_progress(stats: PipelineStats) -> None:
-            if job.cancel_event.is_set():
-                raise _Cancelled
             job.frames_done = stats.frames_out
             job.fps = stats.fps
             if max_frames is not None and stats.frames_in > max_frames:
@@ -434,15 +532,16 @@ class JobManager:
         config = MatteConfig(engine=options.engine, background=background,
                              output_format=options.output_format, temporal=options.temporal,
                              upsample="guided" if options.refine else "bilinear",
-                             models_dir=settings.models_dir, device=settings.device)
+                             models_dir=settings.models_dir, device=settings.device,
+                             threshold=options.threshold, shrink_px=options.shrink_px,
+                             grow_px=options.grow_px, feather_px=options.feather_px,
+                             despill=options.despill)
         output = job.dir / f"result{options.extension}"
         frames_dir = job.dir / "result-frames" if FORMATS[options.output_format].codec is None \
             else None
         with self.engines.acquire(options.engine) as engine:
-            if job.cancel_event.is_set():
-                raise _Cancelled
             report = matte_video(job.input_path, frames_dir or output, config, engine=engine,
-                                 on_progress=on_progress)
+                                 on_progress=on_progress, cancel=job.cancel_event)
         if frames_dir is not None:
             _zip_folder(frames_dir, output)
         job.frames_done = report.frames_out
@@ -451,8 +550,8 @@ class JobManager:
         job.notes = [job.filename + n[len(prefix) - 1:] if n.startswith(prefix) else n
                      for n in report.notes]
         job.result_path = output
-        if job.cancel_event.is_set():
-            raise _Cancelled
+        if job.cancel_event.is_set():  # cancelled after the last frame: still cancelled
+            raise CancelledRun("cancelled")
 
 
 def _zip_folder(folder: Path, archive: Path) -> None:
@@ -462,7 +561,8 @@ def _zip_folder(folder: Path, archive: Path) -> None:
     try:
         with zipfile.ZipFile(partial, "w", zipfile.ZIP_STORED) as bundle:
             for path in sorted(folder.iterdir()):
-                bundle.write(path, path.name)
+                if path.name != MANIFEST:  # it marks a folder on disk; the zip needs none
+                    bundle.write(path, path.name)
         partial.replace(archive)
     finally:
         partial.unlink(missing_ok=True)

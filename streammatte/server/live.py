@@ -10,22 +10,22 @@ dropped, so at most one frame waits and one is being processed: added latency is
 about two frame-processing times, however long the call lasts. Returned frames carry the
 input's ``pts`` and ``time_base``.
 
-``install(app, settings)`` is the extension hook the server's ``create_app`` calls.
+``install(app, settings)`` is the extension hook the server's ``create_app`` calls: the live
+routes take their settings from the server's own :class:`ServerSettings`, their engines from
+its engine provider, and its one security middleware checks the token on every one of them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import json
 import logging
 import shutil
-import tempfile
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -44,138 +44,31 @@ from aiortc import (
 )
 from aiortc.mediastreams import MediaStreamError
 
-from ..api import Matter
+from ..chain import Chain
 from ..compose import NAMED_COLOURS, Compositor, parse_background
+from ..config import DEFAULT_ENGINE, MatteConfig
 from ..errors import ConfigError, StreamMatteError
-from ..inference import Engine, engine_names, open_engine
-from ..temporal import (
-    DEFAULT_LIVE_MODE,
-    TEMPORAL_FILTERS,
-    ShedUnderLoad,
-    TemporalFilter,
-    make_temporal,
+from ..inference import Engine
+from ..temporal import DEFAULT_LIVE_MODE, TEMPORAL_FILTERS, ShedUnderLoad
+from .api import ENGINES_KEY, OPENAPI_PATHS_KEY
+from .jobs import EngineProvider, server_temp_dir
+from .settings import (
+    SETTINGS_KEY,
+    STATIC_DIR,
+    ServerSettings,
+    add_page,
+    api_error,
+    check_background,
+    check_media,
+    save_upload,
+    too_large,
 )
-from .api import OPENAPI_PATHS_KEY
 
 log = logging.getLogger(__name__)
 
-STATIC_DIR = Path(__file__).resolve().parent / "static"
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
-
 EngineFactory = Callable[[str], Engine]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class IceServer:
-    """One STUN/TURN server handed to both ends; none by default, so nothing leaves the host."""
-
-    urls: tuple[str, ...]
-    username: str | None = None
-    credential: str | None = None
-
-    def as_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"urls": list(self.urls)}
-        if self.username is not None:
-            out["username"] = self.username
-        if self.credential is not None:
-            out["credential"] = self.credential
-        return out
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LiveConfig:
-    """Options of the live endpoints. ``token`` is required on the offer unless loopback-only."""
-
-    host: str = "127.0.0.1"
-    token: str | None = None
-    engine: str = "u2netp"
-    background: str = "blur"
-    temporal: str = DEFAULT_LIVE_MODE
-    device: str = "auto"
-    models_dir: Path | None = None
-    ice_servers: tuple[IceServer, ...] = ()
-    max_peers: int = 4
-    #: a peer that sends no frame for this long is torn down (it vanished without a goodbye)
-    idle_timeout_s: float = 15.0
-    stats_interval_s: float = 0.5
-    max_upload_bytes: int = 64 * 1024 * 1024
-    #: engines offered on the page; None: the whole catalog
-    engines: tuple[str, ...] | None = None
-    #: opens an engine by name (tests pass a fake); None: ``open_engine`` with the options above
-    engine_factory: EngineFactory | None = None
-
-    def __post_init__(self) -> None:
-        if self.max_peers < 1:
-            raise ConfigError(f"max_peers should be >= 1, got {self.max_peers}")
-        if self.idle_timeout_s <= 0:
-            raise ConfigError(f"idle_timeout_s should be > 0, got {self.idle_timeout_s}")
-        if self.stats_interval_s <= 0:
-            raise ConfigError(f"stats_interval_s should be > 0, got {self.stats_interval_s}")
-
-    @property
-    def loopback_only(self) -> bool:
-        return self.host in LOOPBACK_HOSTS
-
-    def open_engine(self, name: str) -> Engine:
-        if self.engine_factory is not None:
-            return self.engine_factory(name)
-        return open_engine(name, models_dir=self.models_dir, device=self.device)
-
-
-def live_config_from(settings: object) -> LiveConfig:
-    """Read the live options from the server's settings object.
-
-    A ``live`` attribute holding a LiveConfig wins; otherwise the fields LiveConfig shares with
-    the server settings (host, token, engine, models_dir, ice_servers, max_peers, …) are taken
-    from it, by name.
-    """
-    if isinstance(settings, LiveConfig):
-        return settings
-    nested = getattr(settings, "live", None)
-    if isinstance(nested, LiveConfig):
-        return nested
-    options: dict[str, Any] = {}
-    if getattr(settings, "default_engine", None):
-        options["engine"] = settings.default_engine  # type: ignore[attr-defined]
-    for f in fields(LiveConfig):
-        if hasattr(settings, f.name):
-            options[f.name] = getattr(settings, f.name)
-    if "ice_servers" in options:
-        options["ice_servers"] = parse_ice_servers(options["ice_servers"])
-    if options.get("engines") is not None:
-        options["engines"] = tuple(options["engines"])
-    if options.get("models_dir") is not None:
-        options["models_dir"] = Path(options["models_dir"])
-    return LiveConfig(**options)
-
-
-def parse_ice_servers(value: object) -> tuple[IceServer, ...]:
-    """IceServer objects, URL strings (``stun:host:3478``) or dicts like the browser's."""
-    if value is None:
-        return ()
-    if isinstance(value, (str, IceServer, Mapping)):
-        value = [value]
-    if not isinstance(value, Sequence):
-        raise ConfigError(f"ice_servers: expected a list of URLs or dicts, got {value!r}")
-    servers = []
-    for item in value:
-        if isinstance(item, IceServer):
-            servers.append(item)
-        elif isinstance(item, str):
-            servers.append(IceServer(urls=(item,)))
-        elif isinstance(item, Mapping) and "urls" in item:
-            urls = item["urls"]
-            servers.append(IceServer(urls=(urls,) if isinstance(urls, str) else tuple(urls),
-                                     username=item.get("username"),
-                                     credential=item.get("credential")))
-        else:
-            raise ConfigError(f"ice_servers: expected a URL like stun:host:3478 or a dict with "
-                              f"'urls', got {item!r}")
-    for server in servers:
-        for url in server.urls:
-            if not url.startswith(("stun:", "stuns:", "turn:", "turns:")):
-                raise ConfigError(f"ice server {url!r}: expected a stun: or turn: URL")
-    return tuple(servers)
+#: what an uploaded picture is stored as: the compositor tells a picture from a clip by suffix
+_IMAGE_SUFFIX = {"png": ".png", "jpeg": ".jpg", "webp": ".webp"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -187,7 +80,7 @@ class LiveSettings:
     """What the page controls. ``background`` is never a server path: only ``blur``, a colour,
     or ``upload:<id>`` naming a file uploaded through ``POST /api/live/backgrounds``."""
 
-    engine: str = "u2netp"
+    engine: str = DEFAULT_ENGINE
     background: str = "blur"
     temporal: str = DEFAULT_LIVE_MODE
     #: keep ``temporal`` even while frames are dropped; by default the smoothing steps down
@@ -214,36 +107,23 @@ class LiveSettings:
         if out.temporal.lower() not in TEMPORAL_FILTERS:
             raise ConfigError(f"unknown temporal mode {out.temporal!r} "
                               f"(choose from: {', '.join(TEMPORAL_FILTERS)})")
-        check_background_setting(out.background)
+        check_background(out.background, live=True)
         return out
-
-
-def check_background_setting(text: str) -> None:
-    lowered = text.strip().lower()
-    if lowered in ("blur", "transparent") or lowered in NAMED_COLOURS:
-        return
-    if lowered.startswith("upload:"):
-        return
-    if lowered.startswith("#"):
-        parse_background(lowered)  # raises ConfigError naming the bad colour
-        return
-    raise ConfigError(f"background {text!r}: expected blur, a colour ({', '.join(NAMED_COLOURS)}, "
-                      "#rrggbb) or upload:<id> from POST /api/live/backgrounds")
 
 
 class FrameProcessor:
     """One peer's matting state. Confined to that peer's executor thread: every call to
     ``apply``, ``process`` and ``close`` runs there, one at a time, so it needs no lock."""
 
-    def __init__(self, config: LiveConfig, resolve_upload: Callable[[str], Path],
+    def __init__(self, open_engine: EngineFactory, resolve_upload: Callable[[str], Path],
                  dropped: Callable[[], int] = lambda: 0) -> None:
-        self._config = config
+        self._open_engine = open_engine
         self._resolve_upload = resolve_upload
         #: the track's running count of frames dropped because this processor was busy
         self._dropped = dropped
         self.settings: LiveSettings | None = None
         self._engine: Engine | None = None
-        self._matter: Matter | None = None
+        self._chain: Chain | None = None
         self._shedder: ShedUnderLoad | None = None
         self._compositor: Compositor | None = None
         self._refine: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
@@ -262,17 +142,22 @@ class FrameProcessor:
     def apply(self, settings: LiveSettings) -> LiveSettings:
         """Switch to ``settings``; on error the previous settings stay in force."""
         old = self.settings
-        engine, matter = self._engine, self._matter
+        engine, chain = self._engine, self._chain
         opened: Engine | None = None
         try:
             shedder = self._shedder
-            if old is None or settings.engine != old.engine or matter is None:
-                opened = self._config.open_engine(settings.engine)
-                engine, matter = opened, Matter(opened, temporal=settings.temporal)
-                matter.temporal, shedder = self._smoothing(settings)
-            elif (settings.temporal, settings.keep_smoothing) != (old.temporal,
-                                                                   old.keep_smoothing):
-                matter.temporal, shedder = self._smoothing(settings)
+            if old is None or chain is None or engine is None or settings.engine != old.engine:
+                opened = engine = self._open_engine(settings.engine)
+                rebuild = True
+            else:
+                rebuild = (settings.temporal, settings.keep_smoothing) != (old.temporal,
+                                                                           old.keep_smoothing)
+            if rebuild:
+                # a new chain over the engine: the smoothing policy goes in, never patched in
+                shedder = None if settings.keep_smoothing else ShedUnderLoad(
+                    settings.temporal, self._dropped)
+                chain = Chain(MatteConfig(engine=settings.engine, temporal=settings.temporal),
+                              engine=engine, temporal=shedder)
             compositor = self._compositor
             if old is None or settings.background != old.background or compositor is None:
                 compositor = LiveCompositor(self._background(settings.background), "rgb")
@@ -285,17 +170,11 @@ class FrameProcessor:
             self._engine.close()
         if compositor is not self._compositor and self._compositor is not None:
             self._compositor.close()
-        self._engine, self._matter, self._compositor = engine, matter, compositor
+        self._engine, self._chain, self._compositor = engine, chain, compositor
         self._shedder = shedder
         self._refine = refine
         self.settings = settings
         return settings
-
-    def _smoothing(self, settings: LiveSettings) -> tuple[TemporalFilter, ShedUnderLoad | None]:
-        if settings.keep_smoothing:
-            return make_temporal(settings.temporal), None
-        shedder = ShedUnderLoad(settings.temporal, self._dropped)
-        return shedder, shedder
 
     def _background(self, text: str) -> Any:
         lowered = text.strip().lower()
@@ -307,10 +186,10 @@ class FrameProcessor:
         return parse_background(text)
 
     def process(self, frame: av.VideoFrame) -> av.VideoFrame:
-        if self._matter is None or self._compositor is None or self.settings is None:
+        if self._chain is None or self._compositor is None or self.settings is None:
             raise RuntimeError("FrameProcessor.apply() must run before process()")
         image = np.asarray(frame.to_ndarray(format="rgb24"), dtype=np.uint8)
-        alpha = self._matter.alpha(image)
+        alpha = self._chain.alpha(image)
         if self._refine is not None:
             alpha = np.asarray(self._refine(alpha, image), dtype=np.float32)
         out = side_by_side(image, alpha) if self.settings.alpha else self._compositor(image, alpha)
@@ -327,7 +206,7 @@ class FrameProcessor:
         if self._engine is not None:
             self._engine.close()
             self._engine = None
-        self._matter = None
+        self._chain = None
         self._shedder = None
 
 
@@ -336,12 +215,14 @@ class LiveCompositor(Compositor):
     rounds ties differently), a third of the time, and off the GIL — on a live path every
     millisecond is latency."""
 
-    def __call__(self, frame: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    def __call__(self, frame: np.ndarray, alpha: np.ndarray,
+                 foreground: np.ndarray | None = None) -> np.ndarray:
         import cv2
 
         backdrop = self._backdrop(frame)
         weight = np.ascontiguousarray(alpha, dtype=np.float32)
-        return np.asarray(cv2.blendLinear(frame, backdrop, weight, 1.0 - weight), np.uint8)
+        colour = frame if foreground is None else foreground
+        return np.asarray(cv2.blendLinear(colour, backdrop, weight, 1.0 - weight), np.uint8)
 
 
 def _refiner() -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
@@ -506,7 +387,7 @@ class LivePeer:
         self.settings = settings
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"sm-live-{self.id}")
         self.stats = LiveStats()
-        self.processor = FrameProcessor(server.config, server.upload_path,
+        self.processor = FrameProcessor(server.engines.open, server.upload_path,
                                         dropped=lambda: self.stats.dropped)
         self.track: MatteTrack | None = None
         self.channel: RTCDataChannel | None = None
@@ -527,8 +408,8 @@ class LivePeer:
 
     async def _watch(self) -> None:
         """Send stats to the page; tear the peer down when it stops sending frames."""
-        interval = self.server.config.stats_interval_s
-        idle_limit = self.server.config.idle_timeout_s
+        interval = self.server.settings.live_stats_interval_s
+        idle_limit = self.server.settings.live_idle_timeout_s
         while not self._closed:
             await asyncio.sleep(interval)
             now = time.perf_counter()
@@ -557,7 +438,7 @@ class LivePeer:
                     not isinstance(message.get("settings"), dict):
                 raise ConfigError('expected {"type": "settings", "settings": {...}}')
             wanted = self.settings.merged(message["settings"])
-            self.server.check_engine_allowed(wanted.engine)
+            self.server.engines.check(wanted.engine)
             self.settings = await self.run_in_thread(self.processor.apply, wanted)
             self.send({"type": "applied", **self.stats_json()})
         except (StreamMatteError, ValueError, OSError) as exc:
@@ -574,66 +455,98 @@ class LivePeer:
                 task.cancel()
         if self.track is not None:
             self.track.stop()
-        await self.pc.close()
-        # close the processor on its own thread, after any frame in flight
-        with contextlib.suppress(RuntimeError):
-            await self.run_in_thread(self.processor.close)
-        self.executor.shutdown(wait=False)
+        try:
+            await self.pc.close()
+            # close the processor on its own thread, after any frame in flight
+            with contextlib.suppress(RuntimeError):
+                await self.run_in_thread(self.processor.close)
+        finally:
+            # also when this close is cancelled (a second close() returns at once, and the
+            # loop may end first): otherwise the idle worker thread would live on
+            self.executor.shutdown(wait=False)
         log.info("live peer %s closed", self.id)
 
 
-class LiveServer:
-    """The live endpoints' state: peers, uploaded backgrounds."""
+@dataclass(frozen=True, slots=True)
+class LiveUpload:
+    """A background uploaded for live sessions."""
 
-    def __init__(self, config: LiveConfig) -> None:
-        self.config = config
+    path: Path
+    size: int
+    created_s: float
+
+
+class LiveServer:
+    """The live endpoints' state: peers, uploaded backgrounds. Configured by the server's
+    ServerSettings; each peer opens an engine of its own from the server's EngineProvider."""
+
+    def __init__(self, settings: ServerSettings, engines: EngineProvider) -> None:
+        self.settings = settings
+        self.engines = engines
         self.peers: dict[str, LivePeer] = {}
         self._uploads_dir: Path | None = None
-        self.uploads: dict[str, Path] = {}
+        self.uploads: dict[str, LiveUpload] = {}
+        self._sweeper: asyncio.Task[None] | None = None
 
     # --- uploads
 
     def upload_path(self, upload_id: str) -> Path:
-        path = self.uploads.get(upload_id)
-        if path is None:
+        upload = self.uploads.get(upload_id)
+        if upload is None:
             raise ConfigError(f"background upload:{upload_id}: no such upload "
                               "(upload it first with POST /api/live/backgrounds)")
-        return path
+        return upload.path
 
     def _uploads(self) -> Path:
         if self._uploads_dir is None:
-            self._uploads_dir = Path(tempfile.mkdtemp(prefix="streammatte-live-"))
+            self._uploads_dir = server_temp_dir("live")
         return self._uploads_dir
 
-    def check_engine_allowed(self, name: str) -> None:
-        allowed = self.engine_list()
-        if name.lower() not in allowed:
-            raise ConfigError(f"unknown engine {name!r} (choose from: {', '.join(allowed)})")
+    def _in_use(self) -> set[str]:
+        """Ids of the uploads a connected session has as its background."""
+        backgrounds = (peer.settings.background.strip().lower() for peer in self.peers.values())
+        return {b[len("upload:"):] for b in backgrounds if b.startswith("upload:")}
 
-    def engine_list(self) -> list[str]:
-        if self.config.engines is not None:
-            return list(self.config.engines)
-        return engine_names()
+    def _drop_upload(self, upload_id: str) -> None:
+        self.uploads.pop(upload_id).path.unlink(missing_ok=True)
+
+    def expire_uploads(self, now: float | None = None) -> list[str]:
+        """Remove the uploads older than ``live_background_expiry_s`` that no session uses."""
+        now = time.time() if now is None else now
+        in_use = self._in_use()
+        gone = [i for i, u in self.uploads.items() if i not in in_use
+                and now - u.created_s >= self.settings.live_background_expiry_s]
+        for upload_id in gone:
+            self._drop_upload(upload_id)
+        return gone
+
+    def _make_room(self, size: int) -> None:
+        """Remove the oldest uploads no session uses until one more of ``size`` bytes fits
+        the count and total caps; 503 when the ones in use leave no room."""
+        settings, in_use = self.settings, self._in_use()
+        spare = sorted((u.created_s, i) for i, u in self.uploads.items() if i not in in_use)
+        while len(self.uploads) >= settings.max_live_backgrounds or \
+                sum(u.size for u in self.uploads.values()) + size \
+                > settings.max_live_backgrounds_bytes:
+            if not spare:
+                raise api_error(
+                    web.HTTPServiceUnavailable,
+                    f"no room for another live background: the {len(self.uploads)} kept are "
+                    f"in use by sessions (limits: {settings.max_live_backgrounds} backgrounds, "
+                    f"{settings.max_live_backgrounds_bytes} bytes in all); end a session or "
+                    "switch its background first", **{"Retry-After": "30"})
+            self._drop_upload(spare.pop(0)[1])
+
+    async def _expire_forever(self) -> None:
+        interval = min(30.0, self.settings.live_background_expiry_s / 2)
+        while True:
+            await asyncio.sleep(interval)
+            self.expire_uploads()
+
+    async def start(self, app: web.Application | None = None) -> None:
+        self._sweeper = asyncio.create_task(self._expire_forever(), name="sm-live-expiry")
 
     # --- handlers
-
-    def check_token(self, request: web.Request) -> None:
-        """Raise 401 unless the request carries the token (or the server is loopback-only).
-
-        Inside ``streammatte serve`` the server's own check (server/app.py) decides; an app
-        built without it (tests, embedding) gets the same rule from the LiveConfig."""
-        shared = _app_check_token(request)
-        if shared is not None:
-            shared(request)
-            return
-        if self.config.loopback_only and not self.config.token:
-            return
-        token = self.config.token
-        given = _token_of(request)
-        if not token or given is None or not hmac.compare_digest(given, token):
-            raise _json_error(web.HTTPUnauthorized,
-                              "missing or wrong token: pass the token printed at start-up as "
-                              "'Authorization: Bearer <token>' or ?token=")
 
     async def page(self, request: web.Request) -> web.StreamResponse:
         name = "obs.html" if request.path.rstrip("/") == "/obs" else "live.html"
@@ -641,81 +554,83 @@ class LiveServer:
 
     async def script(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
-        if name not in ("live.js", "obs.js"):
+        if name not in ("live.js", "obs.js", "common.js", "app.css"):
             raise web.HTTPNotFound()
         return web.FileResponse(STATIC_DIR / name, headers={"Cache-Control": "no-cache"})
 
+    def _defaults(self) -> LiveSettings:
+        # the server's ``engine`` is for files; live starts on its own unless it is not offered
+        live = self.settings.live_engine
+        engine = live if live in self.engines.names() else self.settings.engine
+        return LiveSettings(engine=engine, background=self.settings.live_background,
+                            temporal=self.settings.live_temporal)
+
     async def client_config(self, request: web.Request) -> web.Response:
-        self.check_token(request)
-        defaults = LiveSettings(engine=self.config.engine, background=self.config.background,
-                                temporal=self.config.temporal)
+        defaults = self._defaults()
         return web.json_response({
-            "engines": self.engine_list(),
+            "engines": self.engines.names(),
             "temporal": sorted(TEMPORAL_FILTERS),
             "colours": sorted(NAMED_COLOURS),
-            "ice_servers": [s.as_json() for s in self.config.ice_servers],
-            "max_peers": self.config.max_peers,
+            "ice_servers": [s.as_json() for s in self.settings.ice_servers],
+            "max_peers": self.settings.max_peers,
+            "max_background_bytes": self.settings.max_live_background_bytes,
             "defaults": {f.name: getattr(defaults, f.name) for f in fields(defaults)},
         })
 
     async def peer_stats(self, request: web.Request) -> web.Response:
-        self.check_token(request)
         return web.json_response({pid: peer.stats_json() for pid, peer in self.peers.items()})
 
     async def upload(self, request: web.Request) -> web.Response:
-        self.check_token(request)
-        limit = self.config.max_upload_bytes
-        if request.content_length is not None and request.content_length > limit:
-            raise _json_error(web.HTTPRequestEntityTooLarge,
-                              f"background upload is {request.content_length} bytes; "
-                              f"the limit is {limit}")
+        """A background picture or clip as the raw body: typed and sized from its headers
+        like any upload (check_media), then kept for ``live_background_expiry_s``."""
+        settings = self.settings
+        cap, what = settings.max_live_background_bytes, "background upload"
+        if request.content_length is not None and request.content_length > cap:
+            raise too_large(request.content_length, cap, what=what)
+        self.expire_uploads()
         upload_id = uuid.uuid4().hex[:16]
-        path = self._uploads() / f"{upload_id}.bin"
-        size = 0
-        with path.open("wb") as out:
-            async for chunk in request.content.iter_chunked(1 << 16):
-                size += len(chunk)
-                if size > limit:
-                    out.close()
-                    path.unlink(missing_ok=True)
-                    raise _json_error(web.HTTPRequestEntityTooLarge,
-                                      f"background upload exceeds the limit of {limit} bytes")
-                out.write(chunk)
+        path = self._uploads() / f"{upload_id}.upload"
         try:
-            kind, final = await asyncio.get_running_loop().run_in_executor(
-                None, _probe_background, path)
-        except ConfigError as exc:
+            size = await save_upload(request.content.read, path, cap, what=what)
+            info = await asyncio.to_thread(check_media, settings, path, what,
+                                           ("image", "video"))
+            final = path.with_suffix(_IMAGE_SUFFIX[info.format] if info.kind == "image"
+                                     else ".video")
+            path.rename(final)
+        except BaseException:
             path.unlink(missing_ok=True)
-            raise _json_error(web.HTTPBadRequest, str(exc)) from None
-        self.uploads[upload_id] = final
-        return web.json_response({"id": upload_id, "kind": kind,
+            raise
+        try:
+            self._make_room(size)
+        except web.HTTPException:
+            final.unlink(missing_ok=True)
+            raise
+        self.uploads[upload_id] = LiveUpload(final, size, time.time())
+        return web.json_response({"id": upload_id, "kind": info.kind,
                                   "background": f"upload:{upload_id}"})
 
     async def offer(self, request: web.Request) -> web.Response:
-        self.check_token(request)
         try:
             body = await request.json()
         except (json.JSONDecodeError, UnicodeDecodeError, ValueError):
-            raise _json_error(web.HTTPBadRequest, "offer: expected a JSON body "
-                              '{"sdp": ..., "type": "offer", "settings": {...}}') from None
+            raise api_error(web.HTTPBadRequest, "offer: expected a JSON body "
+                            '{"sdp": ..., "type": "offer", "settings": {...}}') from None
         if not isinstance(body, dict) or not isinstance(body.get("sdp"), str) \
                 or body.get("type") != "offer":
-            raise _json_error(web.HTTPBadRequest, 'offer: expected {"sdp": "<SDP text>", '
-                              '"type": "offer"}')
-        if len(self.peers) >= self.config.max_peers:
-            raise _json_error(web.HTTPServiceUnavailable,
-                              f"too many live sessions (limit {self.config.max_peers}); "
-                              "close another tab or raise the limit")
+            raise api_error(web.HTTPBadRequest, 'offer: expected {"sdp": "<SDP text>", '
+                            '"type": "offer"}')
+        if len(self.peers) >= self.settings.max_peers:
+            raise api_error(web.HTTPServiceUnavailable,
+                            f"too many live sessions (limit {self.settings.max_peers}); "
+                            "close another tab or raise the limit")
         try:
-            settings = LiveSettings(engine=self.config.engine, background=self.config.background,
-                                    temporal=self.config.temporal)
-            settings = settings.merged(body.get("settings") or {})
-            self.check_engine_allowed(settings.engine)
+            settings = self._defaults().merged(body.get("settings") or {})
+            self.engines.check(settings.engine)
         except ConfigError as exc:
-            raise _json_error(web.HTTPBadRequest, str(exc)) from None
+            raise api_error(web.HTTPBadRequest, str(exc)) from None
 
         ice = [RTCIceServer(urls=list(s.urls), username=s.username, credential=s.credential)
-               for s in self.config.ice_servers]
+               for s in self.settings.ice_servers]
         pc = RTCPeerConnection(RTCConfiguration(iceServers=ice))
         peer = LivePeer(self, pc, settings)
         self.peers[peer.id] = peer
@@ -735,7 +650,7 @@ class LiveServer:
             await pc.setLocalDescription(answer)
         except (StreamMatteError, ValueError, OSError) as exc:
             await peer.close()
-            raise _json_error(web.HTTPBadRequest, str(exc)) from None
+            raise api_error(web.HTTPBadRequest, str(exc)) from None
         except BaseException:
             await peer.close()
             raise
@@ -767,71 +682,38 @@ class LiveServer:
                 await peer.close()
 
     async def close(self, app: web.Application | None = None) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
         await asyncio.gather(*(peer.close() for peer in list(self.peers.values())))
+        self.uploads.clear()
         if self._uploads_dir is not None:
             shutil.rmtree(self._uploads_dir, ignore_errors=True)
             self._uploads_dir = None
 
 
-def _probe_background(path: Path) -> tuple[str, Path]:
-    """Decide an upload's type by decoding it, never by name; rename it to match."""
-    import cv2
-
-    data = np.fromfile(str(path), dtype=np.uint8)
-    if data.size and cv2.imdecode(data, cv2.IMREAD_COLOR) is not None:
-        final = path.with_suffix(".png")
-        path.rename(final)
-        return "image", final
-    try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise ConfigError("background upload: no video stream; expected an image "
-                                  "(JPEG, PNG, WebP) or a video (MP4, WebM, MOV)")
-            stream = container.streams.video[0]
-            next(container.decode(stream))
-    except (av.error.FFmpegError, StopIteration, UnicodeDecodeError):
-        raise ConfigError("background upload: not a readable image or video; expected "
-                          "JPEG, PNG, WebP, MP4, WebM or MOV") from None
-    final = path.with_suffix(".video")
-    path.rename(final)
-    return "video", final
-
-
-def _token_of(request: web.Request) -> str | None:
-    auth = request.headers.get("Authorization", "")
-    if auth.startswith("Bearer "):
-        return auth[len("Bearer "):].strip()
-    return request.headers.get("X-StreamMatte-Token") or request.query.get("token")
-
-
-def _app_check_token(request: web.Request) -> Callable[[web.Request], None] | None:
-    """The server's shared token check (server/app.py), when this app was built by it."""
-    try:
-        from .app import SETTINGS_KEY, check_token
-    except ImportError:
-        return None
-    return check_token if SETTINGS_KEY in request.app else None
-
-
-def _json_error(cls: type[web.HTTPException], message: str) -> web.HTTPException:
-    return cls(text=json.dumps({"error": message}), content_type="application/json")
-
-
 LIVE_SERVER = web.AppKey("streammatte_live", LiveServer)
 
 
-def install(app: web.Application, settings: object) -> LiveServer:
-    """Add the live routes to ``app``: /live, /obs, their scripts, /api/offer, and
-    /api/live/{config,peers,backgrounds}. Peers are closed when the app shuts down."""
-    server = LiveServer(live_config_from(settings))
+def install(app: web.Application, settings: ServerSettings) -> LiveServer:
+    """Add the live routes to an app made by ``create_app(settings)``: /live, /obs, their
+    scripts, /api/offer, and /api/live/{config,peers,backgrounds}. Peers are closed and
+    uploads removed when the app shuts down."""
+    if app.get(SETTINGS_KEY) is not settings or ENGINES_KEY not in app:
+        raise ConfigError("install the live routes with create_app(settings, extensions=("
+                          "'streammatte.server.live',)): its middleware checks the token on "
+                          "every route, and its engine provider opens the live engines")
+    server = LiveServer(settings, app[ENGINES_KEY])
     app[LIVE_SERVER] = server
-    app.router.add_get("/live", server.page)
-    app.router.add_get("/obs", server.page)
+    add_page(app, "/live", server.page)
+    add_page(app, "/obs", server.page)
     app.router.add_get("/live/{name}", server.script)
     app.router.add_post("/api/offer", server.offer)
     app.router.add_get("/api/live/config", server.client_config)
     app.router.add_get("/api/live/peers", server.peer_stats)
     app.router.add_post("/api/live/backgrounds", server.upload)
+    app.on_startup.append(server.start)
     app.on_shutdown.append(server.close)
     paths = app.get(OPENAPI_PATHS_KEY)
     if paths is None:
@@ -895,11 +777,14 @@ def openapi_paths() -> dict[str, Any]:
                             "id": {"type": "string"},
                             "kind": {"type": "string", "enum": ["image", "video"]},
                             "background": {"type": "string"}}})},
-                "400": {"description": "not an image or video", "content": error},
                 "401": {"description": "missing or wrong token", "content": error},
-                "413": {"description": "upload too large", "content": error}}}},
+                "413": {"description": "upload, image or video too large", "content": error},
+                "415": {"description": "not a supported image or video", "content": error},
+                "422": {"description": "the file is damaged or truncated", "content": error},
+                "503": {"description": "the backgrounds kept are all in use",
+                        "content": error}}}},
     }
 
 
-__all__ = ["IceServer", "LiveConfig", "LiveServer", "LiveSettings", "LiveStats", "MatteTrack",
-           "install", "live_config_from", "parse_ice_servers", "side_by_side"]
+__all__ = ["LiveServer", "LiveSettings", "LiveStats", "LiveUpload", "MatteTrack", "install",
+           "side_by_side"]

@@ -1,19 +1,23 @@
 """Matted video out, through PyAV.
 
-Nothing is lost: the sink writes to a hidden temporary file beside the output and renames it
-into place only when ``close()`` has flushed every encoder; ``abort()`` (and any exception)
-removes the temporary file, so a stopped run leaves a finished file or none.
+Nothing is lost: the sink stages its output (publish.py) as a hidden temporary file or folder
+beside the output, created before the first frame (a read-only or missing folder fails at
+once), and publishes it only when ``close()`` has flushed every encoder; ``abort()`` (and any
+exception) removes it, so a stopped run leaves a finished file or none. A PNG sequence gets
+a small manifest, which is what lets ``overwrite`` replace it later. Every OS error while
+writing (a full disk included) is a SinkError naming the output and the reason.
 
 Audio is carried over from the input: copied as it is where the container takes the codec,
 re-encoded (AAC, or Opus for WebM) where it does not, interleaved with the video as it goes.
 A PNG sequence has no container for audio, so its audio goes to ``audio.mka`` beside the frames.
+An audio packet the muxer refuses (damaged input: timestamps that go back) is dropped and
+counted in the track's description.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-import uuid
+from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
@@ -29,8 +33,30 @@ import numpy as np
 from ..errors import SinkError
 from ..frames import FramePacket
 from .formats import OutputFormat
+from .gif import PaletteFrames
+from .publish import StagedOutput, write_error, write_manifest
 
 _AUDIO_LEAD_S = 0.5  # mux audio up to this far ahead of the video written so far
+
+
+def _open_fails(encoder: str, width: int, height: int, pix_fmt: str, time_base: Fraction,
+                options: dict[str, str], bit_rate: int | None) -> str | None:
+    """None when ``encoder`` opens at this size and these settings, else FFmpeg's reason. A
+    hardware encoder that FFmpeg was built with may still find no device, driver or free
+    session; only opening it tells."""
+    context: Any = av.CodecContext.create(encoder, "w")
+    context.width, context.height, context.pix_fmt = width, height, pix_fmt
+    context.time_base = time_base
+    context.options = dict(options)
+    if bit_rate is not None:
+        context.bit_rate = bit_rate
+    try:
+        context.open()
+    except av.error.FFmpegError as exc:
+        return exc.strerror or str(exc)
+    finally:
+        del context  # frees the encoder (and its device session) at once
+    return None
 
 
 def _pad_even(image: np.ndarray) -> np.ndarray:
@@ -65,7 +91,14 @@ class _AudioTrack:
             self._resampler = av.audio.resampler.AudioResampler(
                 format=sample_fmt, layout=layout, rate=rate)
         how = "copied" if self.copy else f"re-encoded to {self.out_stream.codec_context.name}"
-        self.description = f"{name} ({how})"
+        self._what = f"{name} ({how})"
+        self.dropped = 0
+
+    @property
+    def description(self) -> str:
+        if not self.dropped:
+            return self._what
+        return f"{self._what}, {self.dropped} damaged packet(s) dropped"
 
     def packets_for(self, packet: av.packet.Packet[Any]) -> list[av.packet.Packet[Any]]:
         if self.copy:
@@ -123,15 +156,22 @@ class AudioCarrier:
                     and float(packet.pts * packet.time_base) > time_s + _AUDIO_LEAD_S):
                 return
             self._pending = None
-            for out_packet in self._by_index[packet.stream.index].packets_for(packet):
-                self._out.mux(out_packet)
+            track = self._by_index[packet.stream.index]
+            for out_packet in track.packets_for(packet):
+                self._mux(track, out_packet)
 
     def finish(self) -> None:
         self.mux_until(None)
         for track in self.tracks:
             for packet in track.flush():
-                self._out.mux(packet)
+                self._mux(track, packet)
         self._input.close()
+
+    def _mux(self, track: _AudioTrack, packet: av.packet.Packet[Any]) -> None:
+        try:
+            self._out.mux(packet)
+        except ValueError:  # EINVAL: timestamps the container cannot take; not a disk error
+            track.dropped += 1
 
     def close(self) -> None:
         self._input.close()
@@ -148,7 +188,10 @@ class FileSink:
         frame_rate: Fraction | None = None,
         audio_from: Path | None = None,
         overwrite: bool = False,
+        inputs: Sequence[Path] = (),
     ) -> None:
+        """Check ``path`` (publish.check_output: ``inputs`` are never written over) and create
+        the temporary output; SinkError or ConfigError says why it cannot be."""
         self.path = Path(path)
         self.format = fmt
         self.frame_rate = frame_rate or Fraction(30)
@@ -156,26 +199,28 @@ class FileSink:
         self.overwrite = overwrite
         self.frames_written = 0
         self.padded_to_even = False
-        self.audio_tracks: list[str] = []
-        if self.path.exists() and not overwrite:
-            raise SinkError(f"{self.path}: already exists (pass --overwrite to replace it)")
-        if not self.path.parent.is_dir():
-            raise SinkError(f"{self.path.parent}: output directory does not exist")
-        self._tmp: Path | None = self._make_temp()
+        #: the encoder that ran (``libx264``, ``h264_nvenc``), once the first frame is in
+        self.encoder: str | None = fmt.codec
+        #: what the run report should say about this output (a hardware encoder that did
+        #: not open, audio a GIF cannot hold)
+        self.notes: list[str] = []
+        self._gif: PaletteFrames | None = None
+        self._audio_where = ""
+        self._staged = StagedOutput(self.path, folder=fmt.codec is None, overwrite=overwrite,
+                                    suffix=fmt.extension, inputs=inputs)
+        self._tmp: Path | None = self._staged.temp
         self._container: av.container.OutputContainer | None = None
         self._stream: Any = None
         self._audio: AudioCarrier | None = None
         self._size: tuple[int, int] | None = None
         self._closed = False
 
-    def _make_temp(self) -> Path:
-        # Not tempfile.mkstemp: its 0600 mode would survive the rename; the encoder creates
-        # this name with the user's umask instead. The random part makes it unique.
-        name = f".{self.path.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        tmp = self.path.parent / (name + self.format.extension)
-        if self.format.codec is None:
-            tmp.mkdir()
-        return tmp
+    @property
+    def audio_tracks(self) -> list[str]:
+        """What became of each input audio track (``aac (copied)``), damaged packets said."""
+        if self._audio is None:
+            return []
+        return [t.description + self._audio_where for t in self._audio.tracks]
 
     # -- opening ------------------------------------------------------------------------------
 
@@ -187,20 +232,61 @@ class FileSink:
             if self.audio_from is not None:
                 self._open_sidecar_audio()
             return
+        time_base = packet.time_base or 1 / self.frame_rate
+        encoder, options = self._choose_encoder(w, h, time_base)
+        tag = options.pop("tag", None)  # the container's codec tag (hvc1), no encoder option
         container = av.open(str(self._tmp), mode="w", options=self.format.container_options)
         self._container = container
-        stream: Any = container.add_stream(self.format.codec, rate=self.frame_rate,
-                                           options=dict(self.format.codec_options))
+        stream: Any = container.add_stream(encoder, rate=self.frame_rate, options=options)
         stream.width, stream.height = w, h
         stream.pix_fmt = self.format.pix_fmt
+        if tag:
+            stream.codec_context.codec_tag = tag
+        if self.format.bit_rate is not None:
+            stream.codec_context.bit_rate = self.format.bit_rate
         # Encode in the source's own time base so every timestamp (VFR included) survives.
         if packet.time_base is not None:
             stream.codec_context.time_base = packet.time_base
             stream.time_base = packet.time_base
         self._stream = stream
+        if encoder == "gif":
+            self._gif = PaletteFrames(w, h, alpha=image.ndim == 3 and image.shape[2] == 4,
+                                      time_base=time_base)
         if self.audio_from is not None:
-            self._audio = AudioCarrier(self.audio_from, container, self.format)
-            self.audio_tracks = [t.description for t in self._audio.tracks]
+            if self.format.audio_codec is None:
+                self._note_audio_left_out()
+            else:
+                self._audio = AudioCarrier(self.audio_from, container, self.format)
+
+    def _choose_encoder(self, width: int, height: int, time_base: Fraction
+                        ) -> tuple[str, dict[str, str]]:
+        """The first of the format's hardware encoders that opens at this frame size, else
+        its software encoder (the run report says why each hardware one was passed over)."""
+        assert self.format.codec is not None
+        failed = []
+        for name, options in self.format.hardware:
+            why = _open_fails(name, width, height, self.format.pix_fmt, time_base, options,
+                              self.format.bit_rate)
+            if why is None:
+                self.encoder = name
+                return name, dict(options)
+            failed.append(f"{name} ({why})")
+        if failed:
+            self.notes.append(f"{self.path.name}: hardware encoder {', '.join(failed)} did not "
+                              f"open; encoded with {self.format.codec} instead")
+        if self.format.codec == "libsvtav1":
+            # SVT-AV1 writes a banner to stderr itself, past FFmpeg's log level; the user's
+            # own SVT_LOG wins
+            os.environ.setdefault("SVT_LOG", "1")
+        return self.format.codec, dict(self.format.codec_options)
+
+    def _note_audio_left_out(self) -> None:
+        assert self.audio_from is not None
+        with av.open(str(self.audio_from)) as probe:
+            tracks = len(probe.streams.audio)
+        if tracks:
+            self.notes.append(f"{self.path.name}: {self.format.name} holds no audio: "
+                              f"{tracks} audio track(s) of the input were not written")
 
     def _open_sidecar_audio(self) -> None:
         assert self._tmp is not None and self.audio_from is not None
@@ -210,34 +296,54 @@ class FileSink:
         sidecar = av.open(str(self._tmp / "audio.mka"), mode="w")
         self._container = sidecar
         self._audio = AudioCarrier(self.audio_from, sidecar, None)
-        self.audio_tracks = [t.description + " → audio.mka" for t in self._audio.tracks]
+        self._audio_where = " → audio.mka"
 
     # -- writing ------------------------------------------------------------------------------
 
     def write(self, packet: FramePacket) -> None:
+        """Write ``packet.output``, the composed frame."""
+        if packet.output is None:
+            raise ValueError("FramePacket.output is empty: compose before writing")
+        self.write_picture(packet, packet.output)
+
+    def write_picture(self, packet: FramePacket, image: np.ndarray) -> None:
+        """Write ``image`` (RGB, RGBA or a greyscale matte) at ``packet``'s timestamp: a run's
+        second output (its matte, its foreground) is written through this. A frame outside the
+        source's range (pre- or post-roll, ``in_range`` False) was only there for the temporal
+        stage and is skipped."""
         if self._closed:
             raise SinkError(f"{self.path}: sink is closed")
-        image = packet.output
-        if image is None:
-            raise ValueError("FramePacket.output is empty: compose before writing")
+        if not packet.in_range:
+            return
         if self.format.even_size:
             padded = _pad_even(image)
             self.padded_to_even = self.padded_to_even or padded is not image
             image = padded
-        if self._size is None:
-            self._open(packet, image)
-        elif (image.shape[1], image.shape[0]) != self._size:
+        if self._size is not None and (image.shape[1], image.shape[0]) != self._size:
             raise SinkError(
                 f"{self.path}: frame {packet.index} is {image.shape[1]}×{image.shape[0]}, "
                 f"expected {self._size[0]}×{self._size[1]} like the first frame"
             )
-        if self.format.codec is None:
-            self._write_png(packet, image)
-        else:
-            self._encode(packet, image)
-        if self._audio is not None:
-            self._audio.mux_until(packet.time_s)
+        try:
+            if self._size is None:
+                self._open(packet, image)
+            if self.format.codec is None:
+                self._write_png(packet, image)
+            else:
+                self._encode(packet, image)
+            if self._audio is not None:
+                self._audio.mux_until(packet.time_s)
+        except (OSError, av.error.FFmpegError) as exc:
+            raise self._error(exc) from exc
         self.frames_written += 1
+
+    def _error(self, exc: BaseException) -> SinkError:
+        if isinstance(exc, SinkError):
+            return exc
+        if isinstance(exc, OSError):
+            return write_error(self.path, exc)
+        # FFmpeg's own text names the temporary file; its strerror names the reason
+        return SinkError(f"{self.path}: cannot write: {getattr(exc, 'strerror', None) or exc}")
 
     def _write_png(self, packet: FramePacket, image: np.ndarray) -> None:
         assert self._tmp is not None
@@ -247,9 +353,11 @@ class FileSink:
             bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
         else:
             bgr = image
-        name = self._tmp / f"frame_{packet.index:06d}.png"
-        if not cv2.imwrite(str(name), bgr):
-            raise SinkError(f"{name}: cannot write PNG")
+        ok, encoded = cv2.imencode(".png", bgr)
+        if not ok:
+            raise SinkError(f"{self.path}: cannot encode frame {packet.index} as PNG")
+        # by hand, not cv2.imwrite, which says neither why it failed nor, at times, that it did
+        (self._tmp / f"frame_{packet.index:06d}.png").write_bytes(encoded.tobytes())
 
     def _encode(self, packet: FramePacket, image: np.ndarray) -> None:
         assert self._container is not None
@@ -264,13 +372,26 @@ class FileSink:
         else:
             frame.pts = packet.index
             frame.time_base = 1 / self.frame_rate
-        for out in self._stream.encode(frame):
-            self._container.mux(out)
+        frames = ([frame] if self._gif is None
+                  else self._gif.convert(image, frame.pts, frame.time_base))
+        for each in frames:
+            for out in self._stream.encode(each):
+                self._container.mux(out)
 
     # -- finishing ----------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Flush the encoders and move the finished file into place. Safe to call twice."""
+        """Flush the encoders and publish the finished output (publish.StagedOutput.publish:
+        OutputExistsError if another run got there first). Safe to call twice."""
+        if self._closed:
+            return
+        self.finish()
+        self._staged.publish()
+
+    def finish(self) -> None:
+        """Flush the encoders and close the temporary output, complete but not yet in place:
+        several outputs of one run are all finished before any is published
+        (``publish.publish_all``). Any failure removes it. Safe to call twice."""
         if self._closed:
             return
         self._closed = True
@@ -284,14 +405,21 @@ class FileSink:
                 self._audio.finish()
             if self._container is not None:
                 self._container.close()
+            if self.format.codec is None:
+                assert self._tmp is not None
+                write_manifest(self._tmp, self.frames_written)
+        except (OSError, av.error.FFmpegError) as exc:
+            self._discard()
+            raise self._error(exc) from exc
         except BaseException:
             self._discard()
             raise
-        assert self._tmp is not None
-        if self.path.is_dir() and self.overwrite:
-            shutil.rmtree(self.path)
-        os.replace(self._tmp, self.path)
         self._tmp = None
+
+    @property
+    def staged(self) -> StagedOutput:
+        """The temporary output and its publishing step."""
+        return self._staged
 
     def abort(self) -> None:
         """Stop without a result: the temporary output is removed. Safe to call twice."""
@@ -307,12 +435,8 @@ class FileSink:
                 pass  # the file is being thrown away; its trailer does not matter
         self._audio = None
         self._container = None
-        if self._tmp is not None:
-            if self._tmp.is_dir():
-                shutil.rmtree(self._tmp, ignore_errors=True)
-            else:
-                self._tmp.unlink(missing_ok=True)
-            self._tmp = None
+        self._tmp = None
+        self._staged.discard()
 
     def __enter__(self) -> FileSink:
         return self

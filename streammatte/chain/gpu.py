@@ -1,12 +1,13 @@
 """The all-GPU chain as pipeline stages: decode → [upload, preprocess, engine, alpha, EMA,
 composite, download on one CUDA stream] → encode.
 
-``matte_video`` takes this chain when its engine runs on device buffers (``backend="trt"`` or
-``"onnxruntime-cuda"``) and everything asked of the run has a GPU kernel; otherwise it keeps the
-host chain and says why in the run's notes (``gpu_chain_blocker``), so a GPU user is never left
-guessing which path ran. The GPU stage holds up to ``slots`` batches in flight (double
-buffering: frame N+1 uploads while frame N is computed) and releases them in order, the last
-ones at end of stream through ``Stage.flush``.
+``Chain.stages`` takes this chain when its engine runs on device buffers (``backend="trt"`` or
+``"onnxruntime-cuda"``: a :class:`~streammatte.cuda.runtime.DeviceEngine`) and everything asked
+of the run has a GPU kernel; otherwise it keeps the host chain and says why in the run's notes
+(``gpu_chain_blocker``), so a GPU user is never left guessing which path ran. The GPU stage
+holds up to ``slots`` batches in flight (double buffering: frame N+1 uploads while frame N is
+computed) and releases them in order, the last ones at end of stream through ``Stage.flush``.
+The device runtime and kernels live below, in ``streammatte.cuda``.
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ from typing import Any
 import numpy as np
 
 from ..compose import Background, OutputMode, fit_cover, read_image_rgb
+from ..cuda.runtime import CompositeMode, DeviceEngine, GpuMatter
 from ..frames import FramePacket
 from ..inference.base import Engine
 from ..pipeline import Stage
 from ..temporal import FixedEma, SceneCutDetector
-from .runtime import CompositeMode, GpuMatter
+from .host import encode_stage
 
 #: temporal modes with a GPU kernel, and the EMA weight each one runs with (None: no smoothing)
 GPU_TEMPORAL: dict[str, float | None] = {"none": None, "ema": FixedEma().new_weight}
@@ -33,13 +35,18 @@ GPU_BACKGROUNDS = ("transparent", "colour", "image")
 
 def runs_on_device_buffers(engine: Engine) -> bool:
     """True for engines that can run on device pointers on their own CUDA stream."""
-    return all(hasattr(engine, attr) for attr in ("enqueue", "context", "stream",
-                                                   "input_shape", "output_shape"))
+    return isinstance(engine, DeviceEngine)
 
 
-def gpu_chain_blocker(engine: Engine, *, temporal: str, background: Background,
-                      upsample: str, rembg_compat: bool) -> str | None:
+def gpu_chain_blocker(engine: Engine, *, temporal: str, own_temporal: bool,
+                      background: Background, output: OutputMode | None, upsample: str,
+                      rembg_compat: bool, want_alpha: bool) -> str | None:
     """Why a run on a device-buffer engine cannot take the all-GPU chain, or None if it can."""
+    if own_temporal:
+        return "the caller's own temporal filter (live load shedding) runs on the CPU"
+    if output is None or want_alpha:
+        return ("the run needs the alpha itself, which the GPU chain keeps on the device (it "
+                "hands back only the composite or the matte)")
     if temporal.lower() not in GPU_TEMPORAL:
         return (f"temporal mode {temporal!r} runs on the CPU (the GPU chain has "
                 f"{', '.join(GPU_TEMPORAL)}; pass --temporal ema to stay on the GPU)")
@@ -73,9 +80,10 @@ def _model_size(engine: Any, batch: int) -> tuple[int, int]:
 
 
 def gpu_stages(engine: Engine, *, temporal: str, background: Background, output: OutputMode,
-               batch_size: int, write: Callable[[FramePacket], None]
+               batch_size: int, write: Callable[[FramePacket], None] | None
                ) -> tuple[list[Stage], Callable[[], None]]:
-    """The GPU stage and the writer, and a ``close`` that frees the GPU buffers.
+    """The GPU stage (it fills ``packet.output``) and the writer when there is one, and a
+    ``close`` that frees the GPU buffers.
 
     The GpuMatter is made on the first batch, once the frame size is known.
     """
@@ -121,15 +129,11 @@ def gpu_stages(engine: Engine, *, temporal: str, background: Background, output:
     def flush() -> list[FramePacket]:
         return release(holder[0].flush()) if holder else []
 
-    def write_batch(packets: list[FramePacket]) -> list[FramePacket]:
-        for p in packets:
-            write(p)
-        return packets
-
     def close() -> None:
         for matter in holder:
             matter.close()
 
-    stages = [Stage("gpu", run_on_gpu, batch_size=batch, flush=flush),
-              Stage("encode", write_batch)]
+    stages = [Stage("gpu", run_on_gpu, batch_size=batch, flush=flush)]
+    if write is not None:
+        stages.append(encode_stage(write))
     return stages, close
