@@ -422,11 +422,20 @@ def run_offline(frames: Sequence[RGBImage], alpha_of: Callable[[int], Alpha],
 
 
 class KeyframeSmoother:
-    """``MotionStep`` + ``Propagator`` behind the look-ahead interface (``push(alpha, frame)``
-    / ``flush()``, ``temporal.LookaheadFilter``) for a caller that runs the engine on every
-    frame anyway: only the keyframes' alphas are used, so the output is exactly what a chain
-    that skips the engine between keyframes gives. ``keyframes`` counts the frames whose alpha
-    was used (those a skipping chain runs the engine on)."""
+    """``MotionStep`` + ``Propagator`` for one stream, in two ways:
+
+    - skipping the engine (the chain does): ``decide(frame)`` before the engine says whether
+      it must run (``Motion.keyframe``), then ``push_decided(frame, motion, alpha)`` with the
+      engine's alpha on keyframes and None elsewhere; ``step(frame, engine)`` does both for
+      one frame at a time (zero-lag only);
+    - behind the look-ahead interface (``push(alpha, frame)`` / ``flush()``,
+      ``temporal.LookaheadFilter``) for a caller that runs the engine on every frame anyway
+      (``streammatte compare``): only the keyframes' alphas are used, so the output is exactly
+      what the skipping chain gives.
+
+    ``keyframes`` counts the frames whose alpha was used (those a skipping chain runs the
+    engine on). Frames go through ``decide`` and ``push_decided`` in the same order.
+    """
 
     def __init__(self, config: KeyframeConfig | None = None) -> None:
         self.config = config or KeyframeConfig()
@@ -441,6 +450,26 @@ class KeyframeSmoother:
     @property
     def keyframes(self) -> int:
         return self._propagator.engine_frames
+
+    def decide(self, frame: RGBImage) -> Motion:
+        """The next frame's motion, before the engine: ``keyframe`` says it must run."""
+        return self._motion(frame)
+
+    def push_decided(self, frame: RGBImage, motion: Motion, alpha: Alpha | None
+                     ) -> list[Alpha]:
+        """``frame`` with what ``decide`` said of it and the engine's alpha (required on
+        keyframes; elsewhere None, or an alpha that then counts as evidence too): the
+        alphas that became ready, oldest first (``Propagator.push``)."""
+        return self._propagator.push(frame, motion, alpha)
+
+    def step(self, frame: RGBImage, engine: Callable[[RGBImage], Alpha]) -> Alpha:
+        """One frame's alpha at once, ``engine`` called on keyframes only (zero-lag only)."""
+        if self.delay:
+            raise ConfigError(f"this keyframe smoother looks ahead {self.delay} frame(s): "
+                              "drive it with decide/push_decided and flush")
+        motion = self._motion(frame)
+        (out,) = self._propagator.push(frame, motion, engine(frame) if motion.keyframe else None)
+        return out
 
     def push(self, alpha: Alpha, frame: RGBImage) -> list[Alpha]:
         motion = self._motion(frame)

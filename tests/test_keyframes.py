@@ -8,10 +8,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from media import BrightnessEngine
 
 from streammatte import metrics as M
+from streammatte.chain import Chain
+from streammatte.config import MatteConfig
 from streammatte.errors import ConfigError
-from streammatte.frames import Alpha
+from streammatte.frames import Alpha, FramePacket
 from streammatte.keyframes import (
     FILE_PRESET,
     LIVE_PRESET,
@@ -21,6 +24,7 @@ from streammatte.keyframes import (
     Propagator,
     run_offline,
 )
+from streammatte.pipeline import Pipeline
 
 H, W = 120, 160
 
@@ -294,3 +298,108 @@ def test_a_new_frame_size_forces_a_keyframe() -> None:
     step = MotionStep(dataclasses.replace(CFG, max_interval=100))
     reasons = [step(f).reason for f in (small, small, large, large)]
     assert reasons == ["first", "", "cut", ""]
+
+
+# -- in the chain: the engine is skipped between keyframes ------------------------------------
+
+def _packets(frames: list[np.ndarray]) -> list[FramePacket]:
+    return [FramePacket(index=i, image=f, pts=i, time_base=None) for i, f in enumerate(frames)]
+
+
+def test_the_chain_runs_the_engine_on_keyframes_only() -> None:
+    still = _texture(20)[:H, :W]
+    engine = BrightnessEngine()
+    chain = Chain(MatteConfig(temporal="keyframes"), engine=engine, output="matte")
+    pipeline = Pipeline(_packets([still] * 12), chain.stages())
+    out = list(pipeline.results())
+    # a still scene: the first frame and the interval's (every 8th) only
+    assert engine.calls == 2 == chain.engine_frames(pipeline.stats)
+    assert [p.index for p in out] == list(range(12))
+    truth = (still.mean(axis=2) > 127).astype(np.float32)
+    for p in out:
+        assert p.alpha is not None and M.iou(p.alpha, truth) > 0.95
+
+
+def test_a_cut_makes_the_chain_run_the_engine() -> None:
+    a, b = _texture(21)[:H, :W], _texture(22)[:H, :W]
+    engine = BrightnessEngine()
+    chain = Chain(MatteConfig(temporal="keyframes"), engine=engine)
+    out = list(Pipeline(_packets([a] * 5 + [b // 4] * 3), chain.stages()).results())
+    assert len(out) == 8 and engine.calls == 2  # frame 0 and the cut at frame 5
+
+
+def test_the_chain_answers_n_frames_with_n_alphas_in_order_with_the_flush() -> None:
+    rng = np.random.default_rng(23)
+    base = _texture(23)
+    # moving texture: keyframes come from the flow's checks as well as the interval
+    frames = [_shifted(base, float(rng.uniform(-3, 3)), float(rng.uniform(-3, 3)))
+              for _ in range(11)]  # fewer frames than the look-ahead holds at the end
+    chain = Chain(MatteConfig(temporal="keyframes"), engine=BrightnessEngine(), output="matte")
+    out = list(Pipeline(_packets(frames), chain.stages()).results())
+    assert [p.index for p in out] == list(range(11))
+    assert all(p.output is not None and p.output.shape == (H, W) for p in out)
+
+
+def test_live_chain_alpha_runs_the_engine_on_keyframes_only() -> None:
+    still = _texture(24)[:H, :W]
+    engine = BrightnessEngine()
+    chain = Chain(MatteConfig(temporal="keyframes-live"), engine=engine)
+    alphas = [chain.alpha(still) for _ in range(10)]
+    assert engine.calls == 2  # frames 0 and 8
+    truth = (still.mean(axis=2) > 127).astype(np.float32)
+    assert all(M.iou(a, truth) > 0.95 for a in alphas)
+
+
+def _still_video(path: Path, frames: int) -> np.ndarray:
+    import av
+
+    still = _texture(25)[:H, :W]
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
+        for i in range(frames):
+            frame = av.VideoFrame.from_ndarray(still, format="rgb24")
+            frame.pts = i
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return still
+
+
+def test_the_run_report_counts_the_frames_that_ran_the_engine(tmp_path: Path) -> None:
+    from streammatte.api import matte_video
+    from streammatte.report import RunEntry, entry_from
+
+    _still_video(tmp_path / "in.mp4", 20)
+    engine = BrightnessEngine()
+    report = matte_video(tmp_path / "in.mp4", tmp_path / "out.mp4", engine=engine,
+                         temporal="keyframes")
+    assert (report.frames_in, report.frames_out) == (20, 20)
+    assert report.engine_frames == engine.calls == 3  # frames 0, 8, 16
+    entry = entry_from(RunEntry(tmp_path / "in.mp4"), report).to_json()
+    assert (entry["frames_in"], entry["engine_frames"]) == (20, 3)
+
+
+def test_without_keyframes_every_frame_runs_the_engine(tmp_path: Path) -> None:
+    from streammatte.api import matte_video
+
+    _still_video(tmp_path / "in.mp4", 6)
+    report = matte_video(tmp_path / "in.mp4", tmp_path / "out.mp4",
+                         engine=BrightnessEngine(), temporal="none")
+    assert report.engine_frames == report.frames_in == 6
+
+
+@pytest.mark.slow
+def test_real_u2netp_chain_skips_the_engine_on_real_footage(u2netp_path: Path,
+                                                            shared_data: Path,
+                                                            tmp_path: Path) -> None:
+    """The real model, real codec and real footage through matte_video in the file preset:
+    fewer engine runs than frames, every frame written."""
+    from media import davis_clip
+
+    from streammatte.api import matte_video
+
+    src = davis_clip(shared_data, tmp_path / "parkour.mp4", 24)
+    report = matte_video(src, tmp_path / "out.mp4", engine="u2netp", model_file=u2netp_path,
+                         temporal="keyframes")
+    assert report.frames_out == report.frames_in == 24
+    assert 0 < report.engine_frames < 24

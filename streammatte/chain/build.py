@@ -20,9 +20,10 @@ from ..compose import Background, Compositor, OutputMode, parse_background
 from ..config import MatteConfig
 from ..frames import Alpha, FramePacket, RGBImage
 from ..inference import Engine, open_engine
+from ..keyframes import KeyframeSmoother
 from ..mask import MaskStep
 from ..models.store import ProgressFn
-from ..pipeline import Stage
+from ..pipeline import PipelineStats, Stage
 from ..temporal import (
     LOOKAHEAD_FILTERS,
     LookaheadFilter,
@@ -100,6 +101,8 @@ class Chain:
         #: what the last ``stages()`` chose, and why: for the run report
         self.notes: list[str] = []
         self._close_gpu: Callable[[], None] | None = None
+        self._engine_frames_before = 0
+        self._on_gpu = False
 
     @property
     def delay(self) -> int:
@@ -110,10 +113,19 @@ class Chain:
 
     def alpha(self, image: RGBImage) -> Alpha:
         """One frame's smoothed alpha, at once (a look-ahead mode is a ConfigError here:
-        it needs ``stages()``)."""
+        it needs ``stages()``). A keyframe mode runs the engine on keyframes only."""
         if self._zero_lag is None:
             self._zero_lag = make_temporal(self.temporal_mode)
+        if isinstance(self._zero_lag, KeyframeSmoother):
+            return self.mask.alpha(self._zero_lag.step(image, self.matter.alpha))
         return self.mask.alpha(self._zero_lag(self.matter.alpha(image), image))
+
+    def engine_frames(self, stats: PipelineStats) -> int:
+        """How many of the last ``stages()`` run's frames (``stats``) ran the engine: all of
+        them but where a keyframe mode propagated the matte instead."""
+        if self._on_gpu:
+            return stats.frames_in
+        return self.matter.engine_frames - self._engine_frames_before
 
     def composite(self, image: RGBImage, alpha: Alpha) -> npt.NDArray[np.uint8]:
         """The compose step on one frame: what ``output`` asked for over the background."""
@@ -148,12 +160,15 @@ class Chain:
         """
         self._release_gpu()
         self.notes = []
+        self._engine_frames_before = self.matter.engine_frames
+        self._on_gpu = False
         on_device = runs_on_device_buffers(self.engine)
         blocker = self.gpu_blocker(want_alpha=want_alpha) if on_device else None
         if on_device and not allow_gpu:
             blocker = "the caller asked for the host chain"
         if on_device and blocker is None:
             assert self.background is not None and self.output is not None
+            self._on_gpu = True
             stages, self._close_gpu = gpu_stages(
                 self.engine, temporal=self.temporal_mode, background=self.background,
                 output=self.output, batch_size=self.config.batch_size, write=write)

@@ -4,6 +4,10 @@ Every stage is a plain function over a batch of FramePackets (``pipeline.Stage``
 caller can insert one anywhere in the list: a stage before ``preprocess`` that decides a
 frame needs no engine run sets ``packet.run_engine = False`` and gives it its ``alpha``;
 ``preprocess`` and ``infer`` then pass it through untouched.
+
+A keyframe mode (``keyframes.KeyframeSmoother``) adds such a stage itself, ``motion``: it
+computes the flow to the previous frame and lets the engine run on keyframes only; the alpha
+stage then hands the propagator the engine's alpha on keyframes and nothing between them.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from collections.abc import Callable
 
 from ..compose import Compositor
 from ..frames import Alpha, FramePacket
+from ..keyframes import KeyframeSmoother, Motion
 from ..mask import MaskStep
 from ..pipeline import Stage
 from ..temporal import LookaheadFilter
@@ -25,7 +30,19 @@ def host_stages(matter: Matter, stream: LookaheadFilter, compositor: Compositor 
     """``preprocess`` → ``infer`` (``batch_size`` frames a call) → ``alpha`` (to frame size,
     the temporal ``stream``, the ``mask`` controls, then ``compositor`` into
     ``packet.output`` when there is one) → ``encode`` (``write`` each packet, when there is
-    a writer)."""
+    a writer). A ``KeyframeSmoother`` stream adds the ``motion`` stage first, which decides
+    the frames the engine runs on."""
+    gate = stream if isinstance(stream, KeyframeSmoother) else None
+    # what ``motion`` said of each frame, in frame order, until the alpha stage takes it
+    motions: collections.deque[Motion] = collections.deque()
+
+    def motion(batch: list[FramePacket]) -> list[FramePacket]:
+        assert gate is not None
+        for p in batch:
+            m = gate.decide(p.image)
+            p.run_engine = m.keyframe
+            motions.append(m)
+        return batch
 
     def preprocess(batch: list[FramePacket]) -> list[FramePacket]:
         for p in batch:
@@ -62,22 +79,26 @@ def host_stages(matter: Matter, stream: LookaheadFilter, compositor: Compositor 
     def to_alpha(batch: list[FramePacket]) -> list[FramePacket]:
         ready: list[FramePacket] = []
         for p in batch:
+            alpha: Alpha | None = p.alpha
             if p.raw_output is not None:
                 alpha = matter.to_alpha(p.raw_output, p.image)
                 p.raw_output = None
-            elif p.alpha is not None:
-                alpha = p.alpha
-            else:
+            waiting.append(p)
+            if gate is not None:
+                # frames reach this stage in the order ``motion`` saw them
+                ready.extend(finish(gate.push_decided(p.image, motions.popleft(), alpha)))
+                continue
+            if alpha is None:
                 raise RuntimeError(f"frame {p.index} skipped the engine, but no stage before "
                                    "the alpha stage gave it an alpha")
-            waiting.append(p)
             ready.extend(finish(stream.push(alpha, p.image)))
         return ready
 
     def flush() -> list[FramePacket]:
         return finish(stream.flush())
 
-    stages = [
+    stages = [Stage("motion", motion)] if gate is not None else []
+    stages += [
         Stage("preprocess", preprocess),
         Stage("infer", infer, batch_size=batch_size),
         # "compose": the name the bench table and its readers know this stage by
