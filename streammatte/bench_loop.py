@@ -44,20 +44,20 @@ def run_loop(src: Path, dst: Path, model: Path, crf: int = 18) -> int:
         white: Image.Image | None = None
         for frame in inp.decode(vin):
             img = frame.to_image().convert("RGB")
-            small = np.array(img.resize(size, Image.LANCZOS), np.float64)
+            small = np.array(img.resize(size, Image.Resampling.LANCZOS), np.float64)
             small /= max(float(small.max()), 1e-6)
             x = ((small - mean) / std).transpose(2, 0, 1)[None].astype(np.float32)
             pred = session.run(None, {feed.name: x})[0][:, 0, :, :]
             lo, hi = float(pred.min()), float(pred.max())
             pred = np.squeeze((pred - lo) / max(hi - lo, 1e-12))
             mask = Image.fromarray((pred * 255).astype(np.uint8), mode="L").resize(
-                img.size, Image.LANCZOS)
+                img.size, Image.Resampling.LANCZOS)
             cutout = Image.composite(img.convert("RGBA"),
                                      Image.new("RGBA", img.size, 0), mask)
             if white is None:
                 white = Image.new("RGBA", img.size, (255, 255, 255, 255))
-            composite = Image.alpha_composite(white, cutout).convert("RGB")
-            for packet in vout.encode(av.VideoFrame.from_image(composite)):
+            composite = np.asarray(Image.alpha_composite(white, cutout).convert("RGB"))
+            for packet in vout.encode(av.VideoFrame.from_ndarray(composite, format="rgb24")):
                 out.mux(packet)
             frames += 1
         for packet in vout.encode(None):
