@@ -28,7 +28,7 @@ import collections
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import cv2
 import numpy as np
@@ -47,6 +47,14 @@ class TemporalFilter(Protocol):
         ...
 
     def reset(self) -> None: ...
+
+
+@runtime_checkable
+class SkipsEngine(Protocol):
+    """A zero-lag filter that decides, frame by frame, whether the engine runs at all
+    (``keyframes-live``): ``step`` calls ``engine`` only where it must, and answers at once."""
+
+    def step(self, frame: RGBImage, engine: Callable[[RGBImage], Alpha]) -> Alpha: ...
 
 
 class LookaheadFilter(Protocol):
@@ -695,6 +703,14 @@ class ShedUnderLoad:
     def __call__(self, alpha: Alpha, frame: RGBImage) -> Alpha:
         self._observe()
         return self._filter(alpha, frame)
+
+    def step(self, frame: RGBImage, engine: Callable[[RGBImage], Alpha]) -> Alpha:
+        """``SkipsEngine``: the rung in use skips the engine where it can (a keyframe mode);
+        the others get the engine's alpha on every frame."""
+        self._observe()
+        if isinstance(self._filter, SkipsEngine):
+            return self._filter.step(frame, engine)
+        return self._filter(engine(frame), frame)
 
     def reset(self) -> None:
         self._filter.reset()

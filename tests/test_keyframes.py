@@ -403,3 +403,15 @@ def test_real_u2netp_chain_skips_the_engine_on_real_footage(u2netp_path: Path,
                          temporal="keyframes")
     assert report.frames_out == report.frames_in == 24
     assert 0 < report.engine_frames < 24
+
+
+def test_live_load_shedding_keeps_skipping_the_engine() -> None:
+    from streammatte.temporal import ShedUnderLoad
+
+    still = _texture(26)[:H, :W]
+    engine = BrightnessEngine()
+    shedder = ShedUnderLoad("keyframes-live", lambda: 0)
+    chain = Chain(MatteConfig(temporal="keyframes-live"), engine=engine, temporal=shedder)
+    for _ in range(10):
+        chain.alpha(still)
+    assert engine.calls == 2  # frames 0 and 8, as without the shedder

@@ -20,13 +20,13 @@ from ..compose import Background, Compositor, OutputMode, parse_background
 from ..config import MatteConfig
 from ..frames import Alpha, FramePacket, RGBImage
 from ..inference import Engine, open_engine
-from ..keyframes import KeyframeSmoother
 from ..mask import MaskStep
 from ..models.store import ProgressFn
 from ..pipeline import PipelineStats, Stage
 from ..temporal import (
     LOOKAHEAD_FILTERS,
     LookaheadFilter,
+    SkipsEngine,
     TemporalFilter,
     ZeroLag,
     make_streaming,
@@ -113,10 +113,11 @@ class Chain:
 
     def alpha(self, image: RGBImage) -> Alpha:
         """One frame's smoothed alpha, at once (a look-ahead mode is a ConfigError here:
-        it needs ``stages()``). A keyframe mode runs the engine on keyframes only."""
+        it needs ``stages()``). A keyframe mode (``SkipsEngine``, also behind live load
+        shedding) runs the engine on keyframes only."""
         if self._zero_lag is None:
             self._zero_lag = make_temporal(self.temporal_mode)
-        if isinstance(self._zero_lag, KeyframeSmoother):
+        if isinstance(self._zero_lag, SkipsEngine):
             return self.mask.alpha(self._zero_lag.step(image, self.matter.alpha))
         return self.mask.alpha(self._zero_lag(self.matter.alpha(image), image))
 
