@@ -415,3 +415,18 @@ def test_live_load_shedding_keeps_skipping_the_engine() -> None:
     for _ in range(10):
         chain.alpha(still)
     assert engine.calls == 2  # frames 0 and 8, as without the shedder
+
+
+def test_batched_inference_runs_only_the_keyframes_in_each_batch() -> None:
+    a, b = _texture(27)[:H, :W], _texture(28)[:H, :W]
+    engine = BrightnessEngine()
+    chain = Chain(MatteConfig(temporal="keyframes", batch_size=4), engine=engine)
+    bright = np.asarray(a // 4 + 160, np.uint8)  # far brighter than b: a cut between them
+    pipeline = Pipeline(_packets([bright] * 6 + [b] * 6), chain.stages())
+    out = list(pipeline.results())
+    assert [p.index for p in out] == list(range(12))
+    # keyframes 0 and 6 (the cut) fall in different batches of four: two calls, one frame each
+    assert chain.engine_frames(pipeline.stats) == 2 and engine.calls == 2
+    truth = b.mean(axis=2) > 127
+    assert 0.2 < truth.mean() < 0.8
+    assert out[-1].alpha is not None and M.iou(out[-1].alpha, truth.astype(np.float32)) > 0.95
