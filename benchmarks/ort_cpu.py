@@ -158,24 +158,11 @@ def speed(engine: str, out: Path, variants: list[str], threads: int, rounds: int
           runs: int) -> None:
     files = {"fp32": model_path(engine)} | {v: out / f"{engine}-{v}.onnx" for v in variants}
     sessions = {k: session(p, threads) for k, p in files.items()}
-    first = next(iter(sessions.values()))
-    inp = first.get_inputs()[0]  # type: ignore[attr-defined]
-    shape = [1 if not isinstance(d, int) else d for d in inp.shape]
-    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
-    times: dict[str, list[float]] = {k: [] for k in sessions}
-    for s in sessions.values():
-        s.run(None, {inp.name: x})  # type: ignore[attr-defined]
-    for _ in range(rounds):
-        for k, s in sessions.items():
-            start = time.perf_counter()
-            for _ in range(runs):
-                s.run(None, {inp.name: x})  # type: ignore[attr-defined]
-            times[k].append(1e3 * (time.perf_counter() - start) / runs)
-    base = statistics.median(times["fp32"])
+    medians = _interleaved(sessions, rounds, runs)
+    base = medians["fp32"]
     print(f"{engine}, {threads} thread(s), median of {rounds} interleaved rounds of {runs}\n")
     print("| variant | ms/inference | vs fp32 |\n|---|---|---|")
-    for k, v in times.items():
-        m = statistics.median(v)
+    for k, m in medians.items():
         print(f"| {k} | {m:.1f} | {m / base:.2f} |")
 
 
