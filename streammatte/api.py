@@ -124,7 +124,7 @@ def matte_video(
             pipeline = Pipeline(source, chain.stages(sink.write),
                                 max_queue_frames=config.max_queue_frames, cancel=cancel)
             stats = pipeline.run(on_progress)
-        notes = chain.notes + _source_notes(source)
+        notes = chain.run_notes(stats) + _source_notes(source)
         if sink.padded_to_even:
             notes.append(f"{fmt.name} needs even frame sizes: {source.width}×{source.height} was "
                          "padded by one repeated pixel row/column")
