@@ -48,25 +48,27 @@ def fp16_copy(model: Path, work: Path) -> Path:
     return out
 
 
-def variants(fp32: Matter, fp16: Matter) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
+def variants(fp32: Matter, fp16: Matter
+             ) -> dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]]:
+    """Each variant's alpha from (frame, the FP32 model's alpha of it)."""
     spec = fp32.engine.input_spec
     mean = np.asarray(spec.mean, np.float32)[:, None, None]
     std = np.asarray(spec.std, np.float32)[:, None, None]
 
-    def unnormalised(img: np.ndarray) -> np.ndarray:
+    def unnormalised(img: np.ndarray, _: np.ndarray) -> np.ndarray:
         x = fp32.preprocess(img)
         raw = fp32.infer([(x * std + mean).astype(np.float32)])[0]
         return fp32.to_alpha(raw, img)
 
     return {
-        "fp16 (a working GPU)": fp16.alpha,
-        "BGR order": lambda img: fp32.alpha(np.ascontiguousarray(img[..., ::-1])),
+        "fp16 (a working GPU)": lambda img, _: fp16.alpha(img),
+        "BGR order": lambda img, _: fp32.alpha(np.ascontiguousarray(img[..., ::-1])),
         "no normalisation": unnormalised,
-        "inverted": lambda img: 1.0 - fp32.alpha(img),
-        "empty": lambda img: np.zeros(img.shape[:2], np.float32),
-        "mirrored": lambda img: np.ascontiguousarray(fp32.alpha(img)[:, ::-1]),
-        "shifted 1 px": lambda img: np.roll(fp32.alpha(img), 1, axis=1),
-        "shifted 2 px": lambda img: np.roll(fp32.alpha(img), 2, axis=(0, 1)),
+        "inverted": lambda _, a: 1.0 - a,
+        "empty": lambda _, a: np.zeros_like(a),
+        "mirrored": lambda _, a: np.ascontiguousarray(a[:, ::-1]),
+        "shifted 1 px": lambda _, a: np.roll(a, 1, axis=1),
+        "shifted 2 px": lambda _, a: np.roll(a, 2, axis=(0, 1)),
     }
 
 
@@ -101,7 +103,7 @@ def main() -> int:
                 img = np.ascontiguousarray(bgr[..., ::-1], np.uint8)
                 reference = fp32.alpha(img)
                 for label, run in variants(fp32, fp16).items():
-                    c = compare_alphas(run(img).astype(np.float32), reference)
+                    c = compare_alphas(run(img, reference).astype(np.float32), reference)
                     results.setdefault(label, []).append(
                         (c.mean_levels, c.far_share, c.max_levels, c.ok))
         for label, rows in results.items():

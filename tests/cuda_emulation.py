@@ -93,7 +93,8 @@ class Emulated:
         fn = getattr(self._lib, f"emu_{name}")
         fn.argtypes = [ctypes.c_int] * 6 + [_C_TYPES[c][1] for c in fmt]
         fn.restype = None
-        converted = [a.ctypes.data if isinstance(a, np.ndarray) else a for a in args]
+        converted = [a.ctypes.data if isinstance(a, np.ndarray) else
+                     int(a) if isinstance(a, FakeAllocation) else a for a in args]
         fn(*grid, *block, *converted)
 
 
@@ -151,9 +152,20 @@ def fake_driver() -> Any:
     def dtoh(dest: np.ndarray, src: int, stream: object = None) -> None:
         ctypes.memmove(dest.ctypes.data, int(src), dest.nbytes)
 
+    def to_device(array: np.ndarray) -> FakeAllocation:
+        allocation = FakeAllocation(array.nbytes)
+        htod(int(allocation), array)
+        return allocation
+
+    def from_device(src: int, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+        out = np.empty(shape, dtype)
+        dtoh(out, src)
+        return out
+
     driver = types.SimpleNamespace(
         mem_alloc=FakeAllocation, memcpy_htod_async=htod, memcpy_htod=htod,
-        memcpy_dtoh_async=dtoh, pagelocked_empty=lambda shape, dtype: np.zeros(shape, dtype),
+        memcpy_dtoh_async=dtoh, memcpy_dtoh=dtoh, to_device=to_device, from_device=from_device,
+        pagelocked_empty=lambda shape, dtype: np.zeros(shape, dtype),
         Stream=FakeStream, Event=FakeEvent, MemoryError=MemoryError,
         mem_get_info=lambda: (1 << 34, 1 << 34))
     return driver

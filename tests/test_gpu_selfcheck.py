@@ -44,7 +44,7 @@ from streammatte.cuda.selfcheck import (
 from streammatte.errors import GpuCheckError
 from streammatte.inference.base import Engine
 from streammatte.inference.ort import OrtEngine
-from streammatte.models.catalog import ModelSpec
+from streammatte.models.catalog import ModelSpec, get_spec
 from streammatte.sinks.file import FileSink
 
 FRAMES = 8
@@ -487,3 +487,48 @@ def test_doctor_says_a_new_driver_has_not_been_checked(tmp_path: Path) -> None:
 
 def test_doctor_without_a_gpu_has_no_self_check_line(tmp_path: Path) -> None:
     assert check_gpu_self_check(lambda cmd: None, CheckRecords(tmp_path / "x.json")) == []
+
+
+# --- benchmarks/gpu_check.py, run where it can be: on the emulation --------------------------
+
+@pytest.fixture
+def gpu_check(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """benchmarks/gpu_check.py as a module."""
+    import importlib.util
+    import sys
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
+    spec = importlib.util.spec_from_file_location("gpu_check", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "gpu_check", module)  # its dataclass looks itself up
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_gpu_check_kernel_rows_run_on_the_emulation(emulated_gpu: None, gpu_check: Any
+                                                    ) -> None:
+    # the script has never met a GPU: this runs its kernel checks (pycuda calls, launch
+    # arguments, the twins it compares with) on the fake driver and the emulated kernels
+    from cuda_emulation import fake_driver
+
+    rows = gpu_check.check_kernels(fake_driver(), FakeContext())
+    assert len(rows) == 4 + 2 + 1 + 4
+    assert [r.verdict for r in rows] == ["ok"] * len(rows), rows
+
+
+@pytest.mark.slow
+def test_gpu_check_engine_rows_run_on_the_emulation(gpu_backend: type[DeviceModel],
+                                                    gpu_check: Any, model_path: Path,
+                                                    tmp_path: Path) -> None:
+    video = tmp_path / "1080p.mp4"
+    gpu_check._make_video(video, 5)
+    engine = gpu_backend(get_spec(MODEL), model_path)
+    assert "double buffering" in gpu_check.check_overlap(engine, frames=3)[0].check
+    engine_only, end_to_end = gpu_check.check_fps(engine, video, 5)
+    assert "5 frames" in end_to_end.check
+    on_gpu, on_host = gpu_check.check_selfcheck("trt", MODEL, None, video)
+    assert on_gpu.verdict == on_host.verdict == "ok"
+    assert "all-GPU chain" in on_gpu.check and "self-check passed" in on_gpu.value
+    assert "host chain" in on_host.check and "host stages around the GPU engine" in on_host.value
