@@ -345,7 +345,7 @@ def test_the_report_says_what_the_host_stages_cost_beside_the_gpu_engine(
         f"alpha to frame size, {default!r} smoothing, composite) and {ms['preprocess']:.1f} "
         f"ms/frame (preprocess) on the CPU, against the engine's {ms['infer']:.1f} ms/frame: "
         f"the slowest holds the run to "
-        f"{1000 / max(ms['preprocess'], ms['infer'], ms['compose']):.0f} fps at most")
+        f"{1000 / max(ms['preprocess'], ms['infer'], ms['compose']):.3g} fps at most")
     assert any(n.startswith("GPU chain self-check passed") for n in report.notes)
 
 

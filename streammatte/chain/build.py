@@ -298,4 +298,4 @@ def _host_cost(stats: PipelineStats, temporal: str) -> str | None:
             f"(compose: alpha to frame size, {temporal!r} smoothing, composite) and "
             f"{ms.get('preprocess', 0.0):.1f} ms/frame (preprocess) on the CPU, against the "
             f"engine's {ms['infer']:.1f} ms/frame: the slowest holds the run to "
-            f"{1000.0 / slowest:.0f} fps at most")
+            f"{1000.0 / slowest:.3g} fps at most")
