@@ -527,6 +527,7 @@ def test_gpu_check_engine_rows_run_on_the_emulation(gpu_backend: type[DeviceMode
     engine = gpu_backend(get_spec(MODEL), model_path)
     assert "double buffering" in gpu_check.check_overlap(engine, frames=3)[0].check
     engine_only, end_to_end = gpu_check.check_fps(engine, video, 5)
+    assert engine_only.check.startswith(f"{MODEL} engine-only 1080p")
     assert "5 frames" in end_to_end.check
     on_gpu, on_host = gpu_check.check_selfcheck("trt", MODEL, None, video)
     assert on_gpu.verdict == on_host.verdict == "ok"

@@ -54,10 +54,9 @@ WINDOW_FRAMES = 4
 #: the back-ends a user names to run on a GPU; ``auto`` falls back, the others fail
 CHECKED_BACKENDS = ("auto", "trt", "onnxruntime-cuda")
 
-# in this process: engines whose chain passed (per subject) or failed, so a batch that reuses
-# one engine for many files checks it once
+# in this process: engines whose chain passed (per subject), so a batch that reuses one engine
+# for many files compares once even where no record can be kept
 _PASSED: weakref.WeakKeyDictionary[Engine, set[str]] = weakref.WeakKeyDictionary()
-_FAILED: weakref.WeakKeyDictionary[Engine, str] = weakref.WeakKeyDictionary()
 _IDENTITIES: dict[int, GpuIdentity | None] = {}
 
 
@@ -122,10 +121,6 @@ class GpuCheck:
         ``auto``), and the engine runs on a GPU."""
         return backend in CHECKED_BACKENDS and runs_on_gpu(engine)
 
-    def earlier_failure(self) -> str | None:
-        """Why this engine failed its check earlier in this process, if it did."""
-        return _FAILED.get(self.engine)
-
     # -- the reference ---------------------------------------------------------------------
 
     def reference(self) -> Matter:
@@ -164,23 +159,22 @@ class GpuCheck:
     def _remember(self, subject: str, passed: bool, detail: str) -> None:
         if passed:
             _PASSED.setdefault(self.engine, set()).add(subject)
-        else:
-            _FAILED[self.engine] = detail
         if self._records is not None and self._gpu is not None:
             self._records.store(self._gpu, CheckRecord.now(subject, passed, detail))
 
-    def compare(self, image: RGBImage, gpu_alpha: Alpha | None,
+    def compare(self, index: int, image: RGBImage, gpu_alpha: Alpha | None,
                 composite: Callable[[Alpha], np.ndarray | None] | None = None,
                 gpu_output: np.ndarray | None = None) -> tuple[bool, str]:
-        """Frame 0 on the GPU against the CPU chain: (passed, what was compared)."""
+        """The first frame (``index``) on the GPU against the CPU chain: (passed, what was
+        compared)."""
         if gpu_alpha is None:
-            return False, "the GPU chain gave no alpha for the first frame"
+            return False, f"the GPU chain gave no alpha for frame {index}"
         reference = self.reference()
         try:
             comparison = compare_alphas(gpu_alpha, reference.alpha(image))
         except ValueError as exc:
-            return False, str(exc)
-        text = (f"frame 0 against the CPU chain ({reference.engine.describe()}): "
+            return False, f"frame {index}: {exc}"
+        text = (f"frame {index} against the CPU chain ({reference.engine.describe()}): "
                 f"{comparison.describe()}")
         if not comparison.ok:
             return False, text
@@ -235,7 +229,7 @@ class GpuCheck:
             self._alpha_settled = True
             return self.reject(subject, f"{_why(exc)} at frame {index}", exc).alpha(image)
         if index == 0 and not self.passed_before(subject):
-            passed, compared = self.compare(image, alpha)
+            passed, compared = self.compare(index, image, alpha)
             if not passed:
                 self._alpha_settled = True
                 return self.reject(subject, compared).alpha(image)
@@ -341,7 +335,7 @@ class _Guard:
             alpha = self.gpu_alpha(first)
             composite = self.composite
             passed, compared = self.check.compare(
-                first.image, alpha,
+                first.index, first.image, alpha,
                 (lambda a: composite(first, a)) if composite is not None else None,
                 first.output)
             if not passed:
