@@ -6,12 +6,12 @@ the record. Nothing here imports pycuda.
 
 The tolerance is statistical, not a maximum, because a working GPU moves single pixels a long
 way: u2netp with FP16 weights and activations (TensorRT's default precision, emulated on the
-CPU) differs from FP32 by up to 61/255 at some edge pixels of DAVIS frames, while its mean
-difference stays at or under 2.2/255 and at most 0.3 % of pixels are off by more than 32/255
-(``benchmarks/selfcheck_tolerance.py``; docs/gpu.md has the table). A broken chain - garbage,
-an empty or mirrored matte, missing normalisation - is far outside both bounds. Subtle faults
-(a one-pixel shift, RGB read as BGR on some frames) can stay inside them: the check guards
-against a GPU chain that is broken, not against every difference.
+CPU) differs from FP32 by up to 61/255 at some edge pixels of 40 DAVIS frames, while its mean
+difference stays at or under 2.15/255 and at most 0.31 % of the pixels are off by more than
+32/255 (MODNet and u2net stay closer; ``benchmarks/selfcheck_tolerance.py``, docs/gpu.md has
+the table). An inverted, empty or mirrored matte is far outside the bounds on most frames;
+subtle faults (a one-pixel shift, RGB read as BGR on some frames) can stay inside them: the
+check guards against a GPU chain that is broken, not against every difference.
 """
 
 from __future__ import annotations
