@@ -19,16 +19,17 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from .chain import Chain, Matter, open_configured_engine
+from .chain import Chain, Matter, open_configured_engine, resolved_background
 from .compose import OutputMode, alpha_to_uint8, parse_background, read_image_rgb
 from .config import MatteConfig
-from .errors import ConfigError, SinkError
+from .errors import ConfigError, SinkError, SourceError
 from .frames import FramePacket, RGBImage
 from .inference import Engine
 from .models.store import ProgressFn
 from .pipeline import CancelHandle, Pipeline, PipelineStats
 from .sinks.file import FileSink
 from .sinks.formats import OutputFormat, format_for
+from .sinks.publish import StagedOutput, check_output, write_error
 from .sources.file import FileSource
 
 __all__ = [
@@ -69,25 +70,16 @@ def _split_engine(engine: str | Engine | None, config: MatteConfig | None,
     return engine, (config or MatteConfig()).with_options(**options)
 
 
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return a.resolve() == b.resolve() or (b.exists() and os.path.samefile(a, b))
-    except OSError:
-        return False
-
-
 def _output_mode(fmt: OutputFormat) -> OutputMode:
     if fmt.matte_only:
         return "matte"
     return "rgba" if fmt.alpha else "rgb"
 
 
-def _check_output(src: Path | None, dst: Path, overwrite: bool) -> None:
-    """Refuse an output that would land on the input, or replace a file not meant to go."""
-    if src is not None and _same_file(src, dst):
-        raise ConfigError(f"{dst}: output would overwrite the input; choose another path")
-    if dst.exists() and not overwrite:
-        raise SinkError(f"{dst}: already exists (pass --overwrite to replace it)")
+def _inputs_of(src: Path | None, config: MatteConfig, output: OutputMode) -> list[Path]:
+    """The files a run reads (the input, a background file): no output may land on them."""
+    background = parse_background(resolved_background(config.background, output))
+    return [p for p in (src, background.path) if p is not None]
 
 
 def matte_video(
@@ -114,16 +106,21 @@ def matte_video(
     """
     engine, config = _split_engine(engine, config, options)
     src, dst = Path(input_path), Path(output_path)
-    _check_output(src, dst, config.overwrite)
     fmt = format_for(dst, config.output_format)
+    inputs = _inputs_of(src, config, _output_mode(fmt))
+    # refused before the input is even opened; the sink checks again as it stages its output
+    check_output(dst, folder=fmt.codec is None, overwrite=config.overwrite, inputs=inputs)
+    # the sink before the chain: a folder that cannot be written fails before the model loads
     with FileSource(src, strict=config.strict) as source, \
+            FileSink(dst, fmt, frame_rate=source.frame_rate, overwrite=config.overwrite,
+                     audio_from=src if source.audio_streams else None, inputs=inputs) as sink, \
             Chain(config, engine=engine, output=_output_mode(fmt), on_download=on_download,
                   auth_tokens=auth_tokens) as chain:
-        with FileSink(dst, fmt, frame_rate=source.frame_rate, overwrite=config.overwrite,
-                      audio_from=src if source.audio_streams else None) as sink:
-            pipeline = Pipeline(source, chain.stages(sink.write),
-                                max_queue_frames=config.max_queue_frames, cancel=cancel)
-            stats = pipeline.run(on_progress)
+        pipeline = Pipeline(source, chain.stages(sink.write),
+                            max_queue_frames=config.max_queue_frames, cancel=cancel)
+        stats = pipeline.run(on_progress)
+        if sink.frames_written == 0:
+            raise SourceError(f"{src}: no frame could be decoded: {source.why_empty()}")
         notes = chain.run_notes(stats) + _source_notes(source)
         if sink.padded_to_even:
             notes.append(f"{fmt.name} needs even frame sizes: {source.width}×{source.height} was "
@@ -138,21 +135,26 @@ def matte_video(
 def _source_notes(source: FileSource) -> list[str]:
     notes = []
     if source.damaged_packets:
-        notes.append(f"{source.path.name}: {source.damaged_packets} damaged packet(s) could not "
+        notes.append(f"{source.name}: {source.damaged_packets} damaged packet(s) could not "
                      "be decoded and were skipped")
     if source.corrupt_frames:
-        notes.append(f"{source.path.name}: {source.corrupt_frames} frame(s) flagged corrupt by "
+        notes.append(f"{source.name}: {source.corrupt_frames} frame(s) flagged corrupt by "
                      "the decoder were concealed and kept")
-    if source.truncated:
-        notes.append(f"{source.path.name}: the file ends early (truncated); "
-                     f"{source.decoded_frames} frame(s) were read")
+    if source.ends_early:
+        notes.append(f"{source.name}: {source.ends_early}")
     if source.reordered_timestamps:
-        notes.append(f"{source.path.name}: {source.reordered_timestamps} frame timestamps were "
+        notes.append(f"{source.name}: {source.reordered_timestamps} frame timestamps were "
                      "in decode order (e.g. AVI with packed B-frames) and were put in display "
                      "order")
     if source.rotation:
-        notes.append(f"{source.path.name}: rotated {source.rotation}° by its metadata; "
+        notes.append(f"{source.name}: rotated {source.rotation}° by its metadata; "
                      "the output is upright")
+    if source.ignored_rotation:
+        notes.append(f"{source.name}: its rotation metadata ({source.ignored_rotation}°) "
+                     "is no quarter turn (damaged?) and was ignored")
+    if source.damaged_timestamps:
+        notes.append(f"{source.name}: {source.damaged_timestamps} frame timestamp(s) went "
+                     "back or repeated (damaged) and were replaced")
     return notes
 
 
@@ -176,18 +178,24 @@ def matte_image(
     engine, config = _split_engine(engine, config, options)
     src = Path(image) if isinstance(image, (str, os.PathLike)) else None
     dst = Path(output_path) if output_path is not None else None
-    if dst is not None:
-        _check_output(src, dst, config.overwrite)
     has_alpha = dst is None or dst.suffix.lower() in (".png", ".webp", ".tif", ".tiff")
     mode: OutputMode = ("matte" if config.output_format == "matte"
                         else "rgba" if has_alpha else "rgb")
-    picture = read_image_rgb(src) if src is not None else _rgb_array(image, "image")
-    # a still has no neighbours to smooth against
-    with Chain(config.with_options(temporal="none"), engine=engine, output=mode,
-               on_download=on_download, auth_tokens=auth_tokens) as chain:
-        out = chain.composite(picture, chain.alpha(picture))
-    if dst is not None:
-        _write_image_atomically(dst, out)
+    with contextlib.ExitStack() as cleanup:
+        staged = None
+        if dst is not None:
+            # staged first: a path that would lose something, or a folder that cannot be
+            # written, is refused before the model loads
+            staged = cleanup.enter_context(StagedOutput(
+                dst, folder=False, overwrite=config.overwrite, suffix=dst.suffix,
+                inputs=_inputs_of(src, config, mode)))
+        picture = read_image_rgb(src) if src is not None else _rgb_array(image, "image")
+        # a still has no neighbours to smooth against
+        with Chain(config.with_options(temporal="none"), engine=engine, output=mode,
+                   on_download=on_download, auth_tokens=auth_tokens) as chain:
+            out = chain.composite(picture, chain.alpha(picture))
+        if staged is not None:
+            _publish_image(staged, out)
     return out
 
 
@@ -278,16 +286,17 @@ def _frame_packets(frames: Iterable[npt.NDArray[np.uint8]]) -> Iterator[FramePac
                           time_base=None)
 
 
-def _write_image_atomically(dst: Path, image: np.ndarray) -> None:
+def _publish_image(staged: StagedOutput, image: np.ndarray) -> None:
     if image.ndim == 3:
         code = cv2.COLOR_RGBA2BGRA if image.shape[2] == 4 else cv2.COLOR_RGB2BGR
         image = cv2.cvtColor(image, code)
+    dst = staged.path
     ok, encoded = cv2.imencode(dst.suffix.lower() or ".png", image)
     if not ok:
         raise SinkError(f"{dst}: cannot encode an image of this type (use .png, .jpg or .webp)")
-    tmp = dst.with_name(f".{dst.name}.partial-{os.getpid()}")
+    assert staged.temp is not None
     try:
-        tmp.write_bytes(encoded.tobytes())
-        os.replace(tmp, dst)
-    finally:
-        tmp.unlink(missing_ok=True)
+        staged.temp.write_bytes(encoded.tobytes())
+    except OSError as exc:
+        raise write_error(dst, exc) from exc
+    staged.publish()

@@ -1,7 +1,8 @@
 """``streammatte``: argv → config → run. Each subcommand lives in ``streammatte.commands``.
 
 Errors the user can fix print as one line (``streammatte: error: clip.mp4: no such file``) and
-exit with status 2; Ctrl-C exits with 130 and leaves no partial output.
+exit with status 2, and so does any OS error (a full disk, a read-only folder); Ctrl-C exits
+with 130 and SIGTERM with 143, both leaving no partial output.
 """
 
 from __future__ import annotations
@@ -9,16 +10,46 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
+import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from types import FrameType
 from typing import NoReturn
 
 from . import __version__
+from .commands.common import tidy_help
 from .errors import StreamMatteError
 
 #: exit status after Ctrl-C, as shells report a process ended by SIGINT
 INTERRUPTED = 130
+#: exit status after SIGTERM (128 + 15)
+TERMINATED = 143
+#: exit status when the reader of stdout went away (``streammatte models list | head``), as
+#: shells report a process ended by SIGPIPE
+BROKEN_PIPE = 141
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that it unwinds (and cleans up) as Ctrl-C does."""
+
+
+def _raise_terminated(signum: int, frame: FrameType | None) -> None:
+    raise Terminated
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 #: subcommand name → module in streammatte.commands (each has add_parser(subparsers) and run)
 COMMANDS: tuple[str, ...] = ("video", "image", "models", "bench", "serve", "live", "doctor",
@@ -34,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
         importlib.import_module(f"streammatte.commands.{name}").add_parser(subparsers)
+    tidy_help(parser)
     return parser
 
 
@@ -49,20 +81,42 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.command_line = list(sys.argv[1:] if argv is None else argv)
     warnings.showwarning = _show_warning
     try:
-        status: int = args.func(args)
+        with _sigterm_as_interrupt():
+            status: int = args.func(args)
         return status
+    except Terminated:
+        print("\nstreammatte: terminated; no partial output was left", file=sys.stderr)
+        return TERMINATED
     except KeyboardInterrupt:
         print("\nstreammatte: interrupted; no partial output was left", file=sys.stderr)
         return INTERRUPTED
     except StreamMatteError as exc:
         print(f"streammatte: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        # what no layer below put into words (a disk filling up under a library call)
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"streammatte: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
 
 
 def entry() -> NoReturn:
     """The process entry point (the ``streammatte`` script and ``python -m streammatte``)."""
-    status = main()
-    if status == INTERRUPTED:
+    try:
+        try:
+            status = main()
+        finally:  # also after --help's SystemExit: a reader that left early shows up here
+            sys.stdout.flush()
+    except BrokenPipeError:
+        # Nothing more can reach the reader; point both streams at /dev/null so that the
+        # interpreter's own flush at exit cannot raise again, and end quietly.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.dup2(devnull, sys.stderr.fileno())
+        status = BROKEN_PIPE
+    if status in (INTERRUPTED, TERMINATED):
         # Outputs are already cleaned up. A worker that stopped a moment ago may still be in
         # OpenCV's or ONNX Runtime's thread-exit code, and a normal interpreter exit racing it
         # can abort the process (std::terminate) instead of exiting with 130.

@@ -131,7 +131,12 @@ def test_interrupt_leaves_no_file(tmp_path: Path) -> None:
     assert _leftovers(tmp_path) == []
 
 
-def test_ctrl_c_on_the_cli_leaves_finished_file_or_none(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("signum", "status", "said"), [
+    (signal.SIGINT, 130, "interrupted; no partial output was left"),
+    (signal.SIGTERM, 143, "terminated; no partial output was left"),  # as Ctrl-C (issue 12)
+], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_on_the_cli_leaves_finished_file_or_none(
+        tmp_path: Path, signum: signal.Signals, status: int, said: str) -> None:
     src = tmp_path / "clip.mp4"
     make_video(src, frames=400, size=(320, 240))
     out = tmp_path / "out.mov"
@@ -143,13 +148,13 @@ def test_ctrl_c_on_the_cli_leaves_finished_file_or_none(tmp_path: Path) -> None:
     deadline = time.monotonic() + 60
     while not _leftovers(tmp_path) and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.05)  # wait until it is writing
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     _, err = proc.communicate(timeout=60)
     if proc.returncode == 0:  # it finished before the signal landed: a complete file
         assert out.exists()
     else:
-        assert proc.returncode == 130, err
-        assert "interrupted" in err
+        assert proc.returncode == status, err
+        assert said in err and "Traceback" not in err
         assert not out.exists()
     assert _leftovers(tmp_path) == []
 

