@@ -221,11 +221,12 @@ def test_format_is_chosen_by_extension(tmp_path: Path) -> None:
     assert format_for(tmp_path / "a.mov").name == "prores4444"
     assert format_for(tmp_path / "a.webm").name == "vp9"
     assert format_for(tmp_path / "frames").name == "png"
+    assert format_for(tmp_path / "a.gif").name == "gif"
     with pytest.raises(ConfigError, match=r"a\.avi: cannot tell the output format"):
         format_for(tmp_path / "a.avi")
     with pytest.raises(ConfigError, match=r"format prores4444 writes \.mov"):
         format_for(tmp_path / "a.mp4", "prores4444")
-    assert set(FORMATS) == {"h264", "hevc", "prores4444", "vp9", "png", "matte"}
+    assert set(FORMATS) == {"h264", "hevc", "av1", "prores4444", "vp9", "png", "matte", "gif"}
 
 
 def test_mp4_with_transparent_background_is_refused(clip: tuple[Path, list[np.ndarray]],

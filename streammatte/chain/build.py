@@ -24,6 +24,7 @@ from ..cuda.select import GPU_BACKENDS
 from ..errors import GpuCheckError, StreamMatteError
 from ..frames import Alpha, FramePacket, RGBImage
 from ..inference import Engine, open_engine
+from ..mask import MaskStep
 from ..models.store import ProgressFn
 from ..pipeline import PipelineStats, Stage
 from ..temporal import (
@@ -105,6 +106,8 @@ class Chain:
         self.engine = engine
         #: engines this chain closes: the one it opened, the CPU one after a fallback
         self._owned: list[Engine] = [opened] if opened is not None else []
+        #: threshold, shrink/grow, feather, despill: after temporal, before compositing
+        self.mask = MaskStep(config)
         #: what the last ``stages()`` chose, and why: for the run report
         self.notes: list[str] = []
         self._opening_notes: list[str] = []
@@ -162,14 +165,14 @@ class Chain:
         if self._zero_lag is None:
             self._zero_lag = make_temporal(self.temporal_mode)
         if self._check is not None and self._check.rejected is None:
-            return self._zero_lag(self._check.alpha(image, self.matter), image)
-        return self._zero_lag(self.matter.alpha(image), image)
+            return self.mask.alpha(self._zero_lag(self._check.alpha(image, self.matter), image))
+        return self.mask.alpha(self._zero_lag(self.matter.alpha(image), image))
 
     def composite(self, image: RGBImage, alpha: Alpha) -> npt.NDArray[np.uint8]:
         """The compose step on one frame: what ``output`` asked for over the background."""
         if self.compositor is None:
             raise ValueError("this chain was built without an output (alpha only)")
-        return self.compositor(image, alpha)
+        return self.compositor(image, alpha, self.mask.foreground(image, alpha))
 
     def temporal_stream(self) -> LookaheadFilter:
         """A fresh push/flush temporal filter for one stream, look-ahead modes included."""
@@ -182,7 +185,7 @@ class Chain:
         """Why this chain cannot run all on the GPU (None: it can); only asked of engines
         that run on device buffers."""
         background = self.background or Background("transparent")
-        return gpu_chain_blocker(
+        return self.mask.gpu_blocker() or gpu_chain_blocker(
             self.engine, temporal=self.temporal_mode, own_temporal=self._own_temporal is not None,
             background=background, output=self.output, upsample=self.matter.upsample,
             rembg_compat=self.config.rembg_compat, want_alpha=want_alpha)
@@ -214,19 +217,17 @@ class Chain:
             self.notes.append("all-GPU chain: frames cross PCIe once each way; preprocess, "
                               "alpha, temporal and composite ran as CUDA kernels")
             if check is not None:
-                compositor = self.compositor
-                assert compositor is not None
                 stages = check.guard(
                     [_passing("preprocess"), stages[0], _passing("compose")],
                     self._cpu_stages, kind="all-GPU chain", gpu_alpha=lambda p: p.alpha,
-                    composite=lambda p, alpha: compositor(p.image, alpha),
+                    composite=lambda p, alpha: self.composite(p.image, alpha),
                     release_primary=self._release_gpu)
         else:
             if blocker is not None:
                 self.notes.append(f"host chain around the GPU engine: {blocker}")
             self._host_around_gpu = runs_on_gpu(self.engine)
             stages = host_stages(self.matter, self.temporal_stream(), self.compositor, None,
-                                 self.config.batch_size)
+                                 self.config.batch_size, self.mask)
             if check is not None:
                 gpu = self.matter
                 stages = check.guard(
@@ -241,7 +242,7 @@ class Chain:
     def _cpu_stages(self, cpu: Matter) -> list[Stage]:
         """The host chain on the CPU engine: what a rejected GPU chain restarts as."""
         return host_stages(cpu, self.temporal_stream(), self.compositor, None,
-                           self.config.batch_size)
+                           self.config.batch_size, self.mask)
 
     def run_notes(self, stats: PipelineStats) -> list[str]:
         """``notes`` for the run report after a run of ``stages()``, with what the host

@@ -33,9 +33,30 @@ import numpy as np
 from ..errors import SinkError
 from ..frames import FramePacket
 from .formats import OutputFormat
+from .gif import PaletteFrames
 from .publish import StagedOutput, write_error, write_manifest
 
 _AUDIO_LEAD_S = 0.5  # mux audio up to this far ahead of the video written so far
+
+
+def _open_fails(encoder: str, width: int, height: int, pix_fmt: str, time_base: Fraction,
+                options: dict[str, str], bit_rate: int | None) -> str | None:
+    """None when ``encoder`` opens at this size and these settings, else FFmpeg's reason. A
+    hardware encoder that FFmpeg was built with may still find no device, driver or free
+    session; only opening it tells."""
+    context: Any = av.CodecContext.create(encoder, "w")
+    context.width, context.height, context.pix_fmt = width, height, pix_fmt
+    context.time_base = time_base
+    context.options = dict(options)
+    if bit_rate is not None:
+        context.bit_rate = bit_rate
+    try:
+        context.open()
+    except av.error.FFmpegError as exc:
+        return exc.strerror or str(exc)
+    finally:
+        del context  # frees the encoder (and its device session) at once
+    return None
 
 
 def _pad_even(image: np.ndarray) -> np.ndarray:
@@ -178,6 +199,12 @@ class FileSink:
         self.overwrite = overwrite
         self.frames_written = 0
         self.padded_to_even = False
+        #: the encoder that ran (``libx264``, ``h264_nvenc``), once the first frame is in
+        self.encoder: str | None = fmt.codec
+        #: what the run report should say about this output (a hardware encoder that did
+        #: not open, audio a GIF cannot hold)
+        self.notes: list[str] = []
+        self._gif: PaletteFrames | None = None
         self._audio_where = ""
         self._staged = StagedOutput(self.path, folder=fmt.codec is None, overwrite=overwrite,
                                     suffix=fmt.extension, inputs=inputs)
@@ -205,19 +232,61 @@ class FileSink:
             if self.audio_from is not None:
                 self._open_sidecar_audio()
             return
+        time_base = packet.time_base or 1 / self.frame_rate
+        encoder, options = self._choose_encoder(w, h, time_base)
+        tag = options.pop("tag", None)  # the container's codec tag (hvc1), no encoder option
         container = av.open(str(self._tmp), mode="w", options=self.format.container_options)
         self._container = container
-        stream: Any = container.add_stream(self.format.codec, rate=self.frame_rate,
-                                           options=dict(self.format.codec_options))
+        stream: Any = container.add_stream(encoder, rate=self.frame_rate, options=options)
         stream.width, stream.height = w, h
         stream.pix_fmt = self.format.pix_fmt
+        if tag:
+            stream.codec_context.codec_tag = tag
+        if self.format.bit_rate is not None:
+            stream.codec_context.bit_rate = self.format.bit_rate
         # Encode in the source's own time base so every timestamp (VFR included) survives.
         if packet.time_base is not None:
             stream.codec_context.time_base = packet.time_base
             stream.time_base = packet.time_base
         self._stream = stream
+        if encoder == "gif":
+            self._gif = PaletteFrames(w, h, alpha=image.ndim == 3 and image.shape[2] == 4,
+                                      time_base=time_base)
         if self.audio_from is not None:
-            self._audio = AudioCarrier(self.audio_from, container, self.format)
+            if self.format.audio_codec is None:
+                self._note_audio_left_out()
+            else:
+                self._audio = AudioCarrier(self.audio_from, container, self.format)
+
+    def _choose_encoder(self, width: int, height: int, time_base: Fraction
+                        ) -> tuple[str, dict[str, str]]:
+        """The first of the format's hardware encoders that opens at this frame size, else
+        its software encoder (the run report says why each hardware one was passed over)."""
+        assert self.format.codec is not None
+        failed = []
+        for name, options in self.format.hardware:
+            why = _open_fails(name, width, height, self.format.pix_fmt, time_base, options,
+                              self.format.bit_rate)
+            if why is None:
+                self.encoder = name
+                return name, dict(options)
+            failed.append(f"{name} ({why})")
+        if failed:
+            self.notes.append(f"{self.path.name}: hardware encoder {', '.join(failed)} did not "
+                              f"open; encoded with {self.format.codec} instead")
+        if self.format.codec == "libsvtav1":
+            # SVT-AV1 writes a banner to stderr itself, past FFmpeg's log level; the user's
+            # own SVT_LOG wins
+            os.environ.setdefault("SVT_LOG", "1")
+        return self.format.codec, dict(self.format.codec_options)
+
+    def _note_audio_left_out(self) -> None:
+        assert self.audio_from is not None
+        with av.open(str(self.audio_from)) as probe:
+            tracks = len(probe.streams.audio)
+        if tracks:
+            self.notes.append(f"{self.path.name}: {self.format.name} holds no audio: "
+                              f"{tracks} audio track(s) of the input were not written")
 
     def _open_sidecar_audio(self) -> None:
         assert self._tmp is not None and self.audio_from is not None
@@ -232,15 +301,20 @@ class FileSink:
     # -- writing ------------------------------------------------------------------------------
 
     def write(self, packet: FramePacket) -> None:
-        """Write one composed frame; a frame outside the source's range (pre- or post-roll,
-        ``in_range`` False) was only there for the temporal stage and is skipped."""
+        """Write ``packet.output``, the composed frame."""
+        if packet.output is None:
+            raise ValueError("FramePacket.output is empty: compose before writing")
+        self.write_picture(packet, packet.output)
+
+    def write_picture(self, packet: FramePacket, image: np.ndarray) -> None:
+        """Write ``image`` (RGB, RGBA or a greyscale matte) at ``packet``'s timestamp: a run's
+        second output (its matte, its foreground) is written through this. A frame outside the
+        source's range (pre- or post-roll, ``in_range`` False) was only there for the temporal
+        stage and is skipped."""
         if self._closed:
             raise SinkError(f"{self.path}: sink is closed")
         if not packet.in_range:
             return
-        image = packet.output
-        if image is None:
-            raise ValueError("FramePacket.output is empty: compose before writing")
         if self.format.even_size:
             padded = _pad_even(image)
             self.padded_to_even = self.padded_to_even or padded is not image
@@ -298,14 +372,26 @@ class FileSink:
         else:
             frame.pts = packet.index
             frame.time_base = 1 / self.frame_rate
-        for out in self._stream.encode(frame):
-            self._container.mux(out)
+        frames = ([frame] if self._gif is None
+                  else self._gif.convert(image, frame.pts, frame.time_base))
+        for each in frames:
+            for out in self._stream.encode(each):
+                self._container.mux(out)
 
     # -- finishing ----------------------------------------------------------------------------
 
     def close(self) -> None:
         """Flush the encoders and publish the finished output (publish.StagedOutput.publish:
         OutputExistsError if another run got there first). Safe to call twice."""
+        if self._closed:
+            return
+        self.finish()
+        self._staged.publish()
+
+    def finish(self) -> None:
+        """Flush the encoders and close the temporary output, complete but not yet in place:
+        several outputs of one run are all finished before any is published
+        (``publish.publish_all``). Any failure removes it. Safe to call twice."""
         if self._closed:
             return
         self._closed = True
@@ -329,7 +415,11 @@ class FileSink:
             self._discard()
             raise
         self._tmp = None
-        self._staged.publish()
+
+    @property
+    def staged(self) -> StagedOutput:
+        """The temporary output and its publishing step."""
+        return self._staged
 
     def abort(self) -> None:
         """Stop without a result: the temporary output is removed. Safe to call twice."""
