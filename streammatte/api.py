@@ -163,7 +163,7 @@ def matte_video(
         for _, each in sinks:
             each.finish()
         publish_all([each.staged for _, each in sinks])
-        notes = chain.notes + _source_notes(source)
+        notes = chain.run_notes(stats) + _source_notes(source)
         for _, each in sinks:
             notes += each.notes
             if each.padded_to_even:
