@@ -111,9 +111,10 @@ def matte_video(
     # refused before the input is even opened; the sink checks again as it stages its output
     check_output(dst, folder=fmt.codec is None, overwrite=config.overwrite, inputs=inputs)
     # the sink before the chain: a folder that cannot be written fails before the model loads
-    with FileSource(src, strict=config.strict) as source, \
+    with FileSource(src, strict=config.strict, decode_range=config.decode_range(),
+                    audio=True) as source, \
             FileSink(dst, fmt, frame_rate=source.frame_rate, overwrite=config.overwrite,
-                     audio_from=src if source.audio_streams else None, inputs=inputs) as sink, \
+                     audio=source.audio_feed, inputs=inputs) as sink, \
             Chain(config, engine=engine, output=_output_mode(fmt), on_download=on_download,
                   auth_tokens=auth_tokens) as chain:
         pipeline = Pipeline(source, chain.stages(sink.write),

@@ -49,6 +49,12 @@ class MatteConfig:
     #: fail on the first damaged packet instead of concealing and counting
     strict: bool = False
     overwrite: bool = False
+    #: files only: matte from this time on (seconds from the start of the file, as
+    #: ``ffmpeg -ss`` counts), up to ``end_s`` (exclusive) and at most ``max_frames`` frames;
+    #: the output's timestamps then start at zero and its audio is cut to match
+    start_s: float = 0.0
+    end_s: float | None = None
+    max_frames: int | None = None
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -71,6 +77,14 @@ class MatteConfig:
             raise ConfigError(f"input_size should be (width, height) > 0, got {self.input_size}")
         if self.short_side is not None and self.short_side < 1:
             raise ConfigError(f"short_side should be >= 1, got {self.short_side}")
+        DecodeRange(start_s=self.start_s, end_s=self.end_s, max_frames=self.max_frames)
+
+    def decode_range(self) -> DecodeRange | None:
+        """The trim as a file source takes it (timestamps rebased to zero), or None when the
+        whole file is wanted."""
+        trim = DecodeRange(start_s=self.start_s, end_s=self.end_s, max_frames=self.max_frames,
+                           rebase=True)
+        return trim if trim.trims else None
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> MatteConfig:

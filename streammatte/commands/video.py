@@ -26,6 +26,7 @@ from .common import (
     SubParsers,
     add_engine_options,
     add_output_options,
+    add_trim_options,
     config_from,
     hf_auth_tokens,
 )
@@ -42,6 +43,7 @@ def add_parser(subparsers: SubParsers) -> None:
                         "a batch, the folder that receives one result per input")
     add_engine_options(parser)
     add_output_options(parser, video=True)
+    add_trim_options(parser)
     parser.set_defaults(func=run)
 
 
@@ -80,8 +82,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _matte_one(args: argparse.Namespace, config: MatteConfig, src: Path, dst: Path,
                engine: Engine | None, on_download: DownloadProgress) -> RunReport:
-    with FileSource(src) as probe:
-        total = probe.frame_count
+    with FileSource(src, decode_range=config.decode_range()) as probe:
+        total = probe.expected_frames
         described = probe.describe()
     bar = ProgressLine(total, enabled=None if not args.quiet else False)
     started = False

@@ -7,8 +7,10 @@ exception) removes it, so a stopped run leaves a finished file or none. A PNG se
 a small manifest, which is what lets ``overwrite`` replace it later. Every OS error while
 writing (a full disk included) is a SinkError naming the output and the reason.
 
-Audio is carried over from the input: copied as it is where the container takes the codec,
-re-encoded (AAC, or Opus for WebM) where it does not, interleaved with the video as it goes.
+Audio is carried over from the input: the source hands over the packets it demuxes beside the
+video (``FileSource.audio_feed``, already cut to a trim), which are copied as they are where the
+container takes the codec, re-encoded (AAC, or Opus for WebM) where it does not, interleaved with
+the video as it goes.
 A PNG sequence has no container for audio, so its audio goes to ``audio.mka`` beside the frames.
 An audio packet the muxer refuses (damaged input: timestamps that go back) is dropped and
 counted in the track's description.
@@ -25,6 +27,7 @@ from typing import Any
 
 import av
 import av.audio.resampler
+import av.audio.stream
 import av.container
 import av.packet
 import cv2
@@ -32,6 +35,7 @@ import numpy as np
 
 from ..errors import SinkError
 from ..frames import FramePacket
+from ..sources.file import AudioFeed
 from .formats import OutputFormat
 from .publish import StagedOutput, write_error, write_manifest
 
@@ -50,9 +54,9 @@ def _pad_even(image: np.ndarray) -> np.ndarray:
 class _AudioTrack:
     """One input audio stream carried into an output container."""
 
-    def __init__(self, source: av.container.InputContainer, index: int,
+    def __init__(self, in_stream: av.audio.stream.AudioStream,
                  out: av.container.OutputContainer, fmt: OutputFormat | None) -> None:
-        self.in_stream = source.streams.audio[index]
+        self.in_stream = in_stream
         name = self.in_stream.codec_context.name
         self.copy = fmt is None or name in fmt.copy_audio
         self._resampler: av.audio.resampler.AudioResampler | None = None
@@ -108,33 +112,19 @@ class _AudioTrack:
 
 
 class AudioCarrier:
-    """Copies or re-encodes every audio stream of ``source_path`` into ``out``, interleaved."""
+    """Copies or re-encodes every audio stream of ``feed`` into ``out``, interleaved."""
 
-    def __init__(self, source_path: Path, out: av.container.OutputContainer,
+    def __init__(self, feed: AudioFeed, out: av.container.OutputContainer,
                  fmt: OutputFormat | None) -> None:
-        self._input = av.open(str(source_path))
-        self.tracks = [_AudioTrack(self._input, i, out, fmt)
-                       for i in range(len(self._input.streams.audio))]
+        self._feed = feed
+        self.tracks = [_AudioTrack(stream, out, fmt) for stream in feed.streams]
         self._out = out
         self._by_index = {t.in_stream.index: t for t in self.tracks}
-        self._packets = self._input.demux(*[t.in_stream for t in self.tracks])
-        self._pending: av.packet.Packet[Any] | None = None
-        self._done = not self.tracks
 
     def mux_until(self, time_s: float | None) -> None:
-        """Mux audio packets up to ``time_s`` (None: all that remain)."""
-        while not self._done:
-            if self._pending is None:
-                try:
-                    self._pending = next(self._packets)
-                except (StopIteration, av.error.FFmpegError):
-                    self._done = True
-                    break
-            packet = self._pending
-            if (time_s is not None and packet.pts is not None and packet.time_base is not None
-                    and float(packet.pts * packet.time_base) > time_s + _AUDIO_LEAD_S):
-                return
-            self._pending = None
+        """Mux the audio packets the source has handed over up to ``time_s`` (None: all)."""
+        until = None if time_s is None else time_s + _AUDIO_LEAD_S
+        for packet in self._feed.take(until):
             track = self._by_index[packet.stream.index]
             for out_packet in track.packets_for(packet):
                 self._mux(track, out_packet)
@@ -144,7 +134,6 @@ class AudioCarrier:
         for track in self.tracks:
             for packet in track.flush():
                 self._mux(track, packet)
-        self._input.close()
 
     def _mux(self, track: _AudioTrack, packet: av.packet.Packet[Any]) -> None:
         try:
@@ -153,7 +142,7 @@ class AudioCarrier:
             track.dropped += 1
 
     def close(self) -> None:
-        self._input.close()
+        """Nothing to release: the source owns the input."""
 
 
 class FileSink:
@@ -165,16 +154,17 @@ class FileSink:
         fmt: OutputFormat,
         *,
         frame_rate: Fraction | None = None,
-        audio_from: Path | None = None,
+        audio: AudioFeed | None = None,
         overwrite: bool = False,
         inputs: Sequence[Path] = (),
     ) -> None:
         """Check ``path`` (publish.check_output: ``inputs`` are never written over) and create
-        the temporary output; SinkError or ConfigError says why it cannot be."""
+        the temporary output; SinkError or ConfigError says why it cannot be. ``audio``: the
+        source's audio feed, carried into the output."""
         self.path = Path(path)
         self.format = fmt
         self.frame_rate = frame_rate or Fraction(30)
-        self.audio_from = audio_from
+        self.audio = audio
         self.overwrite = overwrite
         self.frames_written = 0
         self.padded_to_even = False
@@ -202,7 +192,7 @@ class FileSink:
         h, w = image.shape[:2]
         self._size = (w, h)
         if self.format.codec is None:
-            if self.audio_from is not None:
+            if self.audio is not None:
                 self._open_sidecar_audio()
             return
         container = av.open(str(self._tmp), mode="w", options=self.format.container_options)
@@ -216,17 +206,14 @@ class FileSink:
             stream.codec_context.time_base = packet.time_base
             stream.time_base = packet.time_base
         self._stream = stream
-        if self.audio_from is not None:
-            self._audio = AudioCarrier(self.audio_from, container, self.format)
+        if self.audio is not None:
+            self._audio = AudioCarrier(self.audio, container, self.format)
 
     def _open_sidecar_audio(self) -> None:
-        assert self._tmp is not None and self.audio_from is not None
-        with av.open(str(self.audio_from)) as probe:
-            if not probe.streams.audio:
-                return
+        assert self._tmp is not None and self.audio is not None
         sidecar = av.open(str(self._tmp / "audio.mka"), mode="w")
         self._container = sidecar
-        self._audio = AudioCarrier(self.audio_from, sidecar, None)
+        self._audio = AudioCarrier(self.audio, sidecar, None)
         self._audio_where = " → audio.mka"
 
     # -- writing ------------------------------------------------------------------------------
