@@ -28,9 +28,9 @@ from .inference import Engine
 from .models.store import ProgressFn
 from .pipeline import CancelHandle, Pipeline, PipelineStats
 from .sinks.file import FileSink
-from .sinks.formats import OutputFormat, format_for
+from .sinks.formats import OutputFormat, format_for, format_for_stdout
 from .sinks.publish import StagedOutput, check_output, write_error
-from .sources.file import FileSource
+from .sources.file import FileSource, is_stdio
 
 __all__ = [
     "MatteResult",
@@ -98,7 +98,10 @@ def matte_video(
 
     ``options`` are MatteConfig fields (``engine="u2net"``, ``background="blur"``, …). The
     output is written to a temporary file beside ``output_path`` and renamed on success; the
-    input is never touched. Audio streams are carried over; timestamps are kept.
+    input is never touched. Audio streams are carried over; timestamps are kept (a trim's,
+    ``start_s``/``end_s``/``max_frames``, start at zero). ``-`` as the input reads a stream
+    from stdin; as the output it writes one to stdout (``format_for_stdout``: Matroska unless
+    the format is NUT or y4m), which cannot be staged: a failed run leaves it ended early.
     ``engine`` is a name (like the config field) or an open Engine to reuse across calls;
     ``auth_tokens`` ({host: token}) reach gated model sources on a first-use pull.
     ``cancel`` (a ``threading.Event``, or any object with ``is_set()``) is checked between
@@ -106,10 +109,13 @@ def matte_video(
     """
     engine, config = _split_engine(engine, config, options)
     src, dst = Path(input_path), Path(output_path)
-    fmt = format_for(dst, config.output_format)
+    to_stdout = is_stdio(dst)
+    fmt = format_for_stdout(config.output_format, background=config.background) \
+        if to_stdout else format_for(dst, config.output_format)
     inputs = _inputs_of(src, config, _output_mode(fmt))
-    # refused before the input is even opened; the sink checks again as it stages its output
-    check_output(dst, folder=fmt.codec is None, overwrite=config.overwrite, inputs=inputs)
+    if not to_stdout:
+        # refused before the input is even opened; the sink checks again as it stages it
+        check_output(dst, folder=fmt.codec is None, overwrite=config.overwrite, inputs=inputs)
     # the sink before the chain: a folder that cannot be written fails before the model loads
     with FileSource(src, strict=config.strict, decode_range=config.decode_range(),
                     audio=True) as source, \
@@ -121,7 +127,8 @@ def matte_video(
                             max_queue_frames=config.max_queue_frames, cancel=cancel)
         stats = pipeline.run(on_progress)
         if sink.frames_written == 0:
-            raise SourceError(f"{src}: no frame could be decoded: {source.why_empty()}")
+            raise SourceError(f"{source.label}: no frame could be decoded: "
+                              f"{source.why_empty()}")
         notes = chain.notes + _source_notes(source)
         if sink.padded_to_even:
             notes.append(f"{fmt.name} needs even frame sizes: {source.width}×{source.height} was "

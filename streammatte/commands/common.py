@@ -95,7 +95,7 @@ def parse_time(text: str) -> float:
         raise argparse.ArgumentTypeError(
             f"expected seconds or [HH:]MM:SS(.ms), got {text!r}") from None
     hours, minutes, seconds = match.groups()
-    if minutes is not None and (int(minutes) >= 60 and hours is not None
+    if minutes is not None and ((int(minutes) >= 60 and hours is not None)
                                 or Fraction(seconds) >= 60):
         raise argparse.ArgumentTypeError(f"expected minutes and seconds under 60, got {text!r}")
     # exact until the end: the source reads the float back as the decimal that was typed
@@ -131,7 +131,9 @@ def add_output_options(parser: argparse.ArgumentParser, *, video: bool) -> None:
         group.add_argument("--format", "-f", dest="output_format", default="auto",
                            choices=["auto", *FORMATS],
                            help="default: from the output extension (.mp4 H.264, .mov ProRes "
-                           "4444, .webm VP9 alpha, no extension: PNG sequence)")
+                           "4444, .webm VP9 alpha, .nut raw RGBA, .y4m raw YUV, no extension: "
+                           "PNG sequence); on stdout (-o -), the codec in Matroska, VP9 alpha "
+                           "or H.264 over a --background")
         group.add_argument("--temporal", default=DEFAULT_FILE_MODE, choices=temporal_modes(),
                            help="temporal smoothing of the matte (default: "
                            f"{DEFAULT_FILE_MODE}, which looks {DEFAULT_FILE_DELAY} frames "

@@ -1,4 +1,5 @@
-"""``streammatte video IN -o OUT``: matte a video file (or several: ``IN… -o FOLDER``)."""
+"""``streammatte video IN -o OUT``: matte a video file (or several: ``IN… -o FOLDER``; or a
+stream: ``-`` reads stdin, ``-o -`` writes stdout)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,13 @@ import sys
 from pathlib import Path
 
 from ..api import RunReport, matte_video, open_configured_engine
-from ..compose import parse_background
 from ..config import MatteConfig
+from ..errors import ConfigError
 from ..inference import Engine
 from ..pipeline import PipelineStats
 from ..progress import DownloadProgress, ProgressLine
-from ..sinks.formats import FORMATS
-from ..sources.file import FileSource
+from ..sinks.formats import FORMATS, auto_format
+from ..sources.file import FileSource, is_stdio
 from .batch import (
     VIDEO_SUFFIXES,
     expand_inputs,
@@ -37,10 +38,13 @@ def add_parser(subparsers: SubParsers) -> None:
                                    description=__doc__)
     parser.add_argument("input", type=Path, nargs="+",
                         help="video file (MP4, MOV, MKV, WebM, AVI, …); several files or "
-                        "folders make a batch")
+                        "folders make a batch; - reads a stream from stdin (Matroska, "
+                        "MPEG-TS, NUT, y4m)")
     parser.add_argument("-o", "--output", type=Path, required=True,
-                        help="output file (.mp4, .mov, .webm) or directory for PNG frames; for "
-                        "a batch, the folder that receives one result per input")
+                        help="output file (.mp4, .mov, .webm, .nut, .y4m) or directory for PNG "
+                        "frames; for a batch, the folder that receives one result per input; "
+                        "- writes a stream to stdout (Matroska with the --format's codec, or "
+                        "nut/y4m)")
     add_engine_options(parser)
     add_output_options(parser, video=True)
     add_trim_options(parser)
@@ -52,16 +56,33 @@ def batch_suffix(config: MatteConfig) -> str:
     WebM with alpha without one (what a single run picks from the output's extension)."""
     if config.output_format != "auto":
         return FORMATS[config.output_format].extension  # "" for PNG: a folder per clip
-    if config.background == "auto" or parse_background(config.background).is_transparent:
-        return ".webm"
-    return ".mp4"
+    return auto_format(config.background).extension
+
+
+def _check_pipes(inputs: list[Path], output: Path) -> None:
+    """Refuse a pipe that cannot work, before anything runs."""
+    if any(is_stdio(p) for p in inputs):
+        if len(inputs) > 1:
+            raise ConfigError("stdin (-) is the one input of a run: give it alone")
+        if sys.stdin.isatty():
+            raise ConfigError("stdin is a terminal: pipe a video into it (ffmpeg -i IN -f "
+                              "matroska - | streammatte video - -o OUT)")
+    if is_stdio(output):
+        if is_batch(inputs):
+            raise ConfigError("a batch writes one result per input into a folder; stdout "
+                              "(-o -) takes the result of one input")
+        if sys.stdout.isatty():
+            raise ConfigError("stdout is a terminal: send the video into a pipe or a file "
+                              "(-o - | ffmpeg -i - OUT)")
 
 
 def run(args: argparse.Namespace) -> int:
     config = config_from(args)
     on_download = DownloadProgress(enabled=None if not args.quiet else False)
+    _check_pipes(args.input, args.output)
     if not is_batch(args.input):
-        if skip_single(args.output, skip_existing=args.skip_existing, quiet=args.quiet):
+        if not is_stdio(args.output) and skip_single(
+                args.output, skip_existing=args.skip_existing, quiet=args.quiet):
             return 0
         report = _matte_one(args, config, args.input[0], args.output, None, on_download)
         if not args.quiet:
@@ -82,15 +103,17 @@ def run(args: argparse.Namespace) -> int:
 
 def _matte_one(args: argparse.Namespace, config: MatteConfig, src: Path, dst: Path,
                engine: Engine | None, on_download: DownloadProgress) -> RunReport:
-    with FileSource(src, decode_range=config.decode_range()) as probe:
-        total = probe.expected_frames
-        described = probe.describe()
+    total, described = config.max_frames, None
+    if not is_stdio(src):  # stdin can be read once: the run itself describes nothing
+        with FileSource(src, decode_range=config.decode_range()) as probe:
+            total = probe.expected_frames
+            described = probe.describe()
     bar = ProgressLine(total, enabled=None if not args.quiet else False)
     started = False
 
     def on_progress(stats: PipelineStats) -> None:
         nonlocal started
-        if not started and not args.quiet:  # said once the options are known to be good
+        if not started and not args.quiet and described:  # once the options are known good
             print(described, file=sys.stderr)
         started = True
         bar.update(stats.frames_out, stats.elapsed_s)
@@ -102,7 +125,8 @@ def _matte_one(args: argparse.Namespace, config: MatteConfig, src: Path, dst: Pa
 
 
 def _summary(report: RunReport) -> str:
-    return (f"wrote {report.output} ({report.format}): {report.frames_out} frames in "
+    output = "stdout" if is_stdio(report.output) else report.output
+    return (f"wrote {output} ({report.format}): {report.frames_out} frames in "
             f"{report.elapsed_s:.1f} s ({report.fps:.1f} fps) with {report.engine}")
 
 

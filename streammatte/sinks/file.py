@@ -14,6 +14,11 @@ the video as it goes.
 A PNG sequence has no container for audio, so its audio goes to ``audio.mka`` beside the frames.
 An audio packet the muxer refuses (damaged input: timestamps that go back) is dropped and
 counted in the track's description.
+
+Standard output (the path ``-``): the stream is written as it goes, in the format's own
+container (``OutputFormat.container``, Matroska for ``format_for_stdout``'s video codecs). It
+cannot be staged: a run that fails leaves the stream ended early, and the error (exit status,
+a line on stderr) is what says so.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ import numpy as np
 
 from ..errors import SinkError
 from ..frames import FramePacket
-from ..sources.file import AudioFeed
+from ..sources.file import AudioFeed, is_stdio
 from .formats import OutputFormat
 from .publish import StagedOutput, write_error, write_manifest
 
@@ -160,8 +165,11 @@ class FileSink:
     ) -> None:
         """Check ``path`` (publish.check_output: ``inputs`` are never written over) and create
         the temporary output; SinkError or ConfigError says why it cannot be. ``audio``: the
-        source's audio feed, carried into the output."""
+        source's audio feed, carried into the output. ``path`` ``-`` is standard output."""
         self.path = Path(path)
+        self.stdout = is_stdio(path)
+        #: what messages call the output: its path, or "stdout"
+        self.label = "stdout" if self.stdout else str(self.path)
         self.format = fmt
         self.frame_rate = frame_rate or Fraction(30)
         self.audio = audio
@@ -169,9 +177,10 @@ class FileSink:
         self.frames_written = 0
         self.padded_to_even = False
         self._audio_where = ""
-        self._staged = StagedOutput(self.path, folder=fmt.codec is None, overwrite=overwrite,
-                                    suffix=fmt.extension, inputs=inputs)
-        self._tmp: Path | None = self._staged.temp
+        self._staged = None if self.stdout else StagedOutput(
+            self.path, folder=fmt.codec is None, overwrite=overwrite, suffix=fmt.extension,
+            inputs=inputs)
+        self._tmp: Path | None = None if self._staged is None else self._staged.temp
         self._container: av.container.OutputContainer | None = None
         self._stream: Any = None
         self._audio: AudioCarrier | None = None
@@ -179,8 +188,16 @@ class FileSink:
         self._closed = False
 
     @property
+    def holds_audio(self) -> bool:
+        fmt = self.format
+        return fmt.codec is None or bool(fmt.copy_audio) or fmt.audio_codec is not None
+
+    @property
     def audio_tracks(self) -> list[str]:
         """What became of each input audio track (``aac (copied)``), damaged packets said."""
+        if self.audio is not None and not self.holds_audio:
+            return [f"{s.codec_context.name} (not carried: {self.format.name} holds no audio)"
+                    for s in self.audio.streams]
         if self._audio is None:
             return []
         return [t.description + self._audio_where for t in self._audio.tracks]
@@ -188,14 +205,16 @@ class FileSink:
     # -- opening ------------------------------------------------------------------------------
 
     def _open(self, packet: FramePacket, image: np.ndarray) -> None:
-        assert self._tmp is not None
         h, w = image.shape[:2]
         self._size = (w, h)
         if self.format.codec is None:
             if self.audio is not None:
                 self._open_sidecar_audio()
             return
-        container = av.open(str(self._tmp), mode="w", options=self.format.container_options)
+        assert self._tmp is not None or self.stdout
+        container = av.open("pipe:1" if self.stdout else str(self._tmp), mode="w",
+                            format=self.format.container,
+                            options=self.format.container_options)
         self._container = container
         stream: Any = container.add_stream(self.format.codec, rate=self.frame_rate,
                                            options=dict(self.format.codec_options))
@@ -206,7 +225,7 @@ class FileSink:
             stream.codec_context.time_base = packet.time_base
             stream.time_base = packet.time_base
         self._stream = stream
-        if self.audio is not None:
+        if self.audio is not None and self.holds_audio:
             self._audio = AudioCarrier(self.audio, container, self.format)
 
     def _open_sidecar_audio(self) -> None:
@@ -222,7 +241,7 @@ class FileSink:
         """Write one composed frame; a frame outside the source's range (pre- or post-roll,
         ``in_range`` False) was only there for the temporal stage and is skipped."""
         if self._closed:
-            raise SinkError(f"{self.path}: sink is closed")
+            raise SinkError(f"{self.label}: sink is closed")
         if not packet.in_range:
             return
         image = packet.output
@@ -234,7 +253,7 @@ class FileSink:
             image = padded
         if self._size is not None and (image.shape[1], image.shape[0]) != self._size:
             raise SinkError(
-                f"{self.path}: frame {packet.index} is {image.shape[1]}×{image.shape[0]}, "
+                f"{self.label}: frame {packet.index} is {image.shape[1]}×{image.shape[0]}, "
                 f"expected {self._size[0]}×{self._size[1]} like the first frame"
             )
         try:
@@ -254,9 +273,9 @@ class FileSink:
         if isinstance(exc, SinkError):
             return exc
         if isinstance(exc, OSError):
-            return write_error(self.path, exc)
+            return write_error(Path(self.label), exc)
         # FFmpeg's own text names the temporary file; its strerror names the reason
-        return SinkError(f"{self.path}: cannot write: {getattr(exc, 'strerror', None) or exc}")
+        return SinkError(f"{self.label}: cannot write: {getattr(exc, 'strerror', None) or exc}")
 
     def _write_png(self, packet: FramePacket, image: np.ndarray) -> None:
         assert self._tmp is not None
@@ -298,7 +317,7 @@ class FileSink:
         self._closed = True
         try:
             if self.frames_written == 0:
-                raise SinkError(f"{self.path}: no frame was written")
+                raise SinkError(f"{self.label}: no frame was written")
             if self._stream is not None and self._container is not None:
                 for out in self._stream.encode(None):
                     self._container.mux(out)
@@ -316,7 +335,8 @@ class FileSink:
             self._discard()
             raise
         self._tmp = None
-        self._staged.publish()
+        if self._staged is not None:
+            self._staged.publish()
 
     def abort(self) -> None:
         """Stop without a result: the temporary output is removed. Safe to call twice."""
@@ -333,7 +353,8 @@ class FileSink:
         self._audio = None
         self._container = None
         self._tmp = None
-        self._staged.discard()
+        if self._staged is not None:
+            self._staged.discard()
 
     def __enter__(self) -> FileSink:
         return self
