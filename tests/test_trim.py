@@ -11,7 +11,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from media import BrightnessEngine, imread, make_video
+from media import BrightnessEngine, cut_mkv_eight_of_ten, imread, make_video
 
 from streammatte import matte_video
 from streammatte.config import MatteConfig
@@ -111,12 +111,7 @@ def test_cli_trim_of_a_rotated_clip_is_upright(tmp_path: Path) -> None:
 
 
 def test_cli_says_a_cut_file_ends_early_only_inside_the_trim(tmp_path: Path) -> None:
-    whole = tmp_path / "whole.mkv"
-    make_video(whole, frames=10, size=(96, 64), codec="mpeg4", gop=3)
-    with av.open(str(whole)) as container:
-        positions = sorted(p.pos for p in container.demux(video=0) if p.size and p.pos)
-    cut = tmp_path / "cut.mkv"
-    cut.write_bytes(whole.read_bytes()[: positions[8]])  # 8 of 10 frames left
+    cut = cut_mkv_eight_of_ten(tmp_path)
     inside = _run("video", str(cut), "-o", str(tmp_path / "a.webm"), "-e", "mog2",
                   "--end", "0.5")
     assert inside.returncode == 0 and "ends early" not in inside.stderr, inside.stderr
