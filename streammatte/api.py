@@ -28,10 +28,10 @@ from .frames import FramePacket, RGBImage
 from .inference import Engine
 from .models.store import ProgressFn
 from .pipeline import CancelHandle, Pipeline, PipelineStats
-from .sinks.file import FileSink
-from .sinks.formats import FORMATS, OutputFormat, format_for
+from .sinks.file import FileSink, SharedAudio
+from .sinks.formats import FORMATS, OutputFormat, format_for, format_for_stdout
 from .sinks.publish import StagedOutput, check_output, publish_all, write_error
-from .sources.file import FileSource
+from .sources.file import FileSource, is_stdio
 
 __all__ = [
     "MatteResult",
@@ -47,14 +47,17 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class WrittenOutput:
-    """One file (or PNG folder) a run published: ``kind`` is ``composite`` (the main output:
-    the composite, or the cut-out without a background), ``matte`` or ``foreground``;
-    ``encoder`` is the one that ran (``libx264``, ``h264_nvenc``; None for PNG frames)."""
+    """One file (or PNG folder) a run published, or the stream it wrote to stdout (``path``
+    ``-``): ``kind`` is ``composite`` (the main output: the composite, or the cut-out without
+    a background), ``matte`` or ``foreground``; ``encoder`` is the one that ran (``libx264``,
+    ``h264_nvenc``; None for PNG frames); ``audio_tracks`` what became of each input audio
+    track in this output (every output that can hold audio carries it)."""
 
     kind: str
     path: Path
     format: str
     encoder: str | None
+    audio_tracks: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -120,7 +123,11 @@ def matte_video(
 
     ``options`` are MatteConfig fields (``engine="u2net"``, ``background="blur"``, …). The
     output is written to a temporary file beside ``output_path`` and renamed on success; the
-    input is never touched. Audio streams are carried over; timestamps are kept.
+    input is never touched. Audio streams are carried over; timestamps are kept (a trim's,
+    ``start_s``/``end_s``/``max_frames``, start at zero). ``-`` as the input reads a stream
+    from stdin; as ``output_path`` it writes one to stdout (``format_for_stdout``: Matroska
+    unless the format is NUT, y4m or GIF), which cannot be staged: a failed run leaves it
+    ended early.
     ``engine`` is a name (like the config field) or an open Engine to reuse across calls;
     ``auth_tokens`` ({host: token}) reach gated model sources on a first-use pull.
     ``cancel`` (a ``threading.Event``, or any object with ``is_set()``) is checked between
@@ -129,27 +136,35 @@ def matte_video(
     Several outputs come from one decode and one engine run: ``matte_output`` (the matte as
     greyscale video, or PNGs in a folder) and ``foreground_output`` (the foreground colour,
     despilled with ``despill``, with its alpha: a format with alpha, .mov, .webm, .gif or a
-    folder) beside ``output_path``. Every output is finished before any is published; a run
-    that fails before that publishes none (``sinks.publish.publish_all`` says what happens
-    when one of them cannot be published at the very end).
+    folder) beside ``output_path``; they are files, not stdout. Each carries the input's
+    audio (trimmed alike) where its format holds audio, as the main output does:
+    ``RunReport.outputs[].audio_tracks`` says what each got. Every output is finished before
+    any is published; a run that fails before that publishes none
+    (``sinks.publish.publish_all`` says what happens when one of them cannot be published at
+    the very end).
     """
     engine, config = _split_engine(engine, config, options)
     src, dst = Path(input_path), Path(output_path)
-    fmt = format_for(dst, config.output_format, config.encoding)
+    to_stdout = is_stdio(dst)
+    fmt = format_for_stdout(config.output_format, background=config.background,
+                            encoding=config.encoding) if to_stdout \
+        else format_for(dst, config.output_format, config.encoding, background=config.background)
     inputs = _inputs_of(src, config, _output_mode(fmt))
     extras = _extra_outputs(dst, matte_output, foreground_output)
     # refused before the input is even opened; each sink checks again as it stages its output
-    for path, f in [(dst, fmt), *[(path, f) for _, path, f in extras]]:
+    for path, f in [*([] if to_stdout else [(dst, fmt)]), *[(p, f) for _, p, f in extras]]:
         check_output(path, folder=f.codec is None, overwrite=config.overwrite, inputs=inputs)
     # the sinks before the chain: a folder that cannot be written fails before the model loads
     with contextlib.ExitStack() as stack:
-        source = stack.enter_context(FileSource(src, strict=config.strict))
-        audio_from = src if source.audio_streams else None
+        source = stack.enter_context(FileSource(
+            src, strict=config.strict, decode_range=config.decode_range(), audio=True))
+        # one read of the input feeds every output's audio (a trim's cut included)
+        audio = None if source.audio_feed is None else SharedAudio(source.audio_feed)
 
         def sink_for(path: Path, f: OutputFormat) -> FileSink:
             return stack.enter_context(FileSink(
                 path, f, frame_rate=source.frame_rate, overwrite=config.overwrite,
-                audio_from=audio_from, inputs=inputs))
+                audio=audio, inputs=inputs))
 
         sink = sink_for(dst, fmt)
         others = [(kind, sink_for(path, f)) for kind, path, f in extras]
@@ -161,16 +176,17 @@ def matte_video(
         stats = pipeline.run(on_progress)
         engine_frames = chain.engine_frames(stats)
         if sink.frames_written == 0:
-            raise SourceError(f"{src}: no frame could be decoded: {source.why_empty()}")
+            raise SourceError(f"{source.label}: no frame could be decoded: "
+                              f"{source.why_empty()}")
         sinks = [("matte" if fmt.matte_only else "composite", sink), *others]
         for _, each in sinks:
             each.finish()
-        publish_all([each.staged for _, each in sinks])
-        notes = chain.notes + _source_notes(source)
+        publish_all([each.staged for _, each in sinks if each.staged is not None])
+        notes = chain.run_notes(stats) + _source_notes(source)
         for _, each in sinks:
             notes += each.notes
             if each.padded_to_even:
-                notes.append(f"{each.path.name}: {each.format.name} needs even frame sizes: "
+                notes.append(f"{each.name}: {each.format.name} needs even frame sizes: "
                              f"{source.width}×{source.height} was padded by one repeated pixel "
                              "row/column")
                 break  # said once: every such output is padded alike
@@ -179,8 +195,8 @@ def matte_video(
         frames_out=sink.frames_written, elapsed_s=stats.elapsed_s, stats=stats,
         audio_tracks=sink.audio_tracks, notes=notes, device=chain.engine.device,
         engine_frames=engine_frames,
-        outputs=[WrittenOutput(kind, each.path, each.format.name, each.encoder)
-                 for kind, each in sinks],
+        outputs=[WrittenOutput(kind, each.path, each.format.name, each.encoder,
+                               tuple(each.audio_tracks)) for kind, each in sinks],
     )
 
 
@@ -189,6 +205,10 @@ def _extra_outputs(main: Path, matte: str | os.PathLike[str] | None,
                    ) -> list[tuple[str, Path, OutputFormat]]:
     """(kind, path, format) of a run's outputs beside the main one, checked up front."""
     extras: list[tuple[str, Path, OutputFormat]] = []
+    for kind, path in (("matte", matte), ("foreground", foreground)):
+        if path is not None and is_stdio(path):
+            raise ConfigError(f"the {kind} output is a file or folder; only the main output "
+                              "(-o -) can be written to stdout")
     if matte is not None:
         path = Path(matte)
         # without extension: a folder of greyscale PNGs
@@ -199,7 +219,7 @@ def _extra_outputs(main: Path, matte: str | os.PathLike[str] | None,
         fmt = format_for(path)
         if not fmt.alpha:
             raise ConfigError(f"{path}: the foreground output needs a format with alpha "
-                              "(.mov, .webm, .gif, or a folder for PNG frames)")
+                              "(.mov, .webm, .mkv, .gif, .nut, or a folder for PNG frames)")
         extras.append(("foreground", path, fmt))
     seen = {main.resolve(): main}
     for _, path, _ in extras:

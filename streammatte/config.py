@@ -71,6 +71,12 @@ class MatteConfig:
     #: estimate the foreground colour under soft edges, so no fringe of the old background
     #: shows in the composite (``refine.decontaminate``)
     despill: bool = False
+    #: files only: matte from this time on (seconds from the start of the file, as
+    #: ``ffmpeg -ss`` counts), up to ``end_s`` (exclusive) and at most ``max_frames`` frames;
+    #: the output's timestamps then start at zero and its audio is cut to match
+    start_s: float = 0.0
+    end_s: float | None = None
+    max_frames: int | None = None
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -105,12 +111,20 @@ class MatteConfig:
                               f"{self.shrink_px}, {self.grow_px}, {self.feather_px}")
         if self.shrink_px and self.grow_px:
             raise ConfigError("choose shrink or grow, not both")
+        DecodeRange(start_s=self.start_s, end_s=self.end_s, max_frames=self.max_frames)
 
     @property
     def encoding(self) -> Encoding:
         """What the encoder was asked for (``codec``, ``crf``, ``preset``, ``bitrate_bps``)."""
         return Encoding(codec=self.codec, crf=self.crf, preset=self.preset,
                         bit_rate=self.bitrate_bps)
+
+    def decode_range(self) -> DecodeRange | None:
+        """The trim as a file source takes it (timestamps rebased to zero), or None when the
+        whole file is wanted."""
+        trim = DecodeRange(start_s=self.start_s, end_s=self.end_s, max_frames=self.max_frames,
+                           rebase=True)
+        return trim if trim.trims else None
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> MatteConfig:

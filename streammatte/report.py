@@ -81,7 +81,8 @@ def entry_from(entry: RunEntry, report: RunReport) -> RunEntry:
     entry.engine_frames = report.engine_frames
     entry.elapsed_s, entry.stats = report.elapsed_s, report.stats
     entry.outputs = [{"kind": o.kind, "path": str(o.path), "format": o.format,
-                      "encoder": o.encoder} for o in report.outputs]
+                      "encoder": o.encoder, "audio_tracks": list(o.audio_tracks)}
+                     for o in report.outputs]
     entry.audio_tracks, entry.notes = list(report.audio_tracks), list(report.notes)
     return entry
 

@@ -93,7 +93,7 @@ def test_a_missing_encoder_says_what_this_ffmpeg_has(tmp_path: Path,
 @pytest.mark.parametrize(("args", "message"), [
     (["--preset", "p3"], "unknown --preset 'p3' for h264 (choose from: ultrafast"),
     (["--crf", "60"], "--crf for h264 should be 0–51"),
-    (["--codec", "vp9"], "vp9 cannot be written to a .mp4 file (use .webm)"),
+    (["--codec", "vp9"], "vp9 cannot be written to a .mp4 file (use .webm, .mkv)"),
     (["--crf", "20", "--bitrate", "2M"], "choose --crf (constant quality) or --bitrate"),
     (["--codec", "prores", "--crf", "10", "-f", "prores4444"], "format prores4444 writes .mov"),
 ])

@@ -92,7 +92,7 @@ def test_publish_all_publishes_the_rest_and_names_what_failed(tmp_path: Path) ->
 @pytest.mark.parametrize(("matte", "foreground", "message"), [
     ("out.mp4", None, "two outputs of this run would be the same file"),
     (None, "fg.mp4", "the foreground output needs a format with alpha"),
-    ("m.webm", None, "format matte writes .mp4 or .m4v or .mov files"),
+    ("m.webm", None, "format matte writes .mp4 or .m4v or .mov or .mkv files"),
 ])
 def test_outputs_are_checked_before_any_work(tmp_path: Path, matte: str | None,
                                              foreground: str | None, message: str) -> None:

@@ -42,7 +42,7 @@ def test_video_report_holds_what_the_run_did(tmp_path: Path) -> None:
                                                   "encode"]
     assert all(s["frames"] == 10 and s["busy_s"] > 0 for s in run["stages"])
     assert run["outputs"] == [{"kind": "composite", "path": str(out), "format": "h264",
-                               "encoder": "libx264"}]
+                               "encoder": "libx264", "audio_tracks": ["aac (copied)"]}]
     assert run["audio_tracks"] == ["aac (copied)"]
     assert run["elapsed_s"] > 0 and run["fps"] > 0
     assert not [p for p in tmp_path.iterdir() if ".partial-" in p.name]

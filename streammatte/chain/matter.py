@@ -32,12 +32,9 @@ class Matter:
         self.postprocess = Postprocessor(engine.output_spec, rembg_compat=rembg_compat)
         # rembg parity fixes the resampling, so guided upsampling would break it
         self.upsample: Upsampler = "bilinear" if rembg_compat else upsample
-        #: frames the engine has run on (a keyframe mode skips the others)
-        self.engine_frames = 0
 
     def infer(self, samples: list[np.ndarray]) -> list[np.ndarray]:
         raw = self.engine.infer(np.stack(samples))
-        self.engine_frames += len(samples)
         # the engine may reuse its output buffer on the next call: keep copies
         return [np.array(r) for r in raw]
 

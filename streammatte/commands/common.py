@@ -6,6 +6,7 @@ import argparse
 import os
 import re
 from contextlib import nullcontext
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +88,37 @@ def parse_size(text: str) -> tuple[int, int]:
     return w, h
 
 
+_TIME = re.compile(r"(?:(?:(\d+):)?(\d+):)?(\d+(?:\.\d*)?|\.\d+)")
+
+
+def parse_time(text: str) -> float:
+    """``"90"``, ``"90.5"``, ``"1:30.5"`` or ``"01:01:30.250"`` → seconds, for argparse."""
+    match = _TIME.fullmatch(text.strip())
+    if match is None:
+        raise argparse.ArgumentTypeError(
+            f"expected seconds or [HH:]MM:SS(.ms), got {text!r}") from None
+    hours, minutes, seconds = match.groups()
+    if minutes is not None and ((int(minutes) >= 60 and hours is not None)
+                                or Fraction(seconds) >= 60):
+        raise argparse.ArgumentTypeError(f"expected minutes and seconds under 60, got {text!r}")
+    # exact until the end: the source reads the float back as the decimal that was typed
+    return float(int(hours or 0) * 3600 + int(minutes or 0) * 60 + Fraction(seconds))
+
+
+def add_trim_options(parser: argparse.ArgumentParser) -> None:
+    """``--start``, ``--end``, ``--frames``: part of a video, read back by ``config_from``."""
+    group = parser.add_argument_group(
+        "trim", "part of the video, frame-accurate; the output's timestamps start at zero and "
+        "its audio is cut to match")
+    group.add_argument("--start", dest="start_s", type=parse_time, metavar="TIME",
+                       help="begin at the first frame at or after TIME: seconds (90.5) or "
+                       "[HH:]MM:SS(.ms), from the start of the file as ffmpeg -ss counts")
+    group.add_argument("--end", dest="end_s", type=parse_time, metavar="TIME",
+                       help="stop before TIME (same forms, from the start of the file)")
+    group.add_argument("--frames", dest="max_frames", type=int, metavar="N",
+                       help="at most N frames")
+
+
 def hf_auth_tokens() -> dict[str, str]:
     """Tokens for gated model hosts, from the environment (the CLI's job, not the library's)."""
     token = os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
@@ -102,7 +134,9 @@ def add_output_options(parser: argparse.ArgumentParser, *, video: bool) -> None:
         group.add_argument("--format", "-f", dest="output_format", default="auto",
                            choices=["auto", *FORMATS],
                            help="default: from the output extension (.mp4 H.264, .mov ProRes "
-                           "4444, .webm VP9 alpha, .gif GIF, no extension: PNG sequence)")
+                           "4444, .webm VP9 alpha, .gif GIF, .nut raw RGBA, .y4m raw YUV, no "
+                           "extension: PNG sequence); on stdout (-o -), the codec in Matroska "
+                           "(VP9 alpha, or H.264 over a --background), or nut/y4m as they are")
         group.add_argument("--temporal", default=DEFAULT_FILE_MODE, choices=temporal_modes(),
                            help="temporal smoothing of the matte (default: "
                            f"{DEFAULT_FILE_MODE}, which looks {DEFAULT_FILE_DELAY} frames "
@@ -142,6 +176,9 @@ def config_from(args: argparse.Namespace) -> MatteConfig:
     for name in ("output_format", "temporal", "upsample", "batch_size", "strict", "input_size",
                  "short_side", "overwrite"):
         if hasattr(args, name):
+            options[name] = getattr(args, name)
+    for name in ("start_s", "end_s", "max_frames"):  # the trim, where given
+        if getattr(args, name, None) is not None:
             options[name] = getattr(args, name)
     if getattr(args, "only_mask", False):
         options["output_format"] = "matte"

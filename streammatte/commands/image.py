@@ -90,4 +90,4 @@ def _matte_one(src: Path, dst: Path, config: MatteConfig, engine: Engine | None,
         entry.timings = done.timings
         entry.outputs = [{"kind": "matte" if config.output_format == "matte" else "composite",
                           "path": str(dst), "format": dst.suffix.lstrip(".").lower(),
-                          "encoder": None}]
+                          "encoder": None, "audio_tracks": []}]

@@ -1,4 +1,5 @@
-"""``streammatte video IN -o OUT``: matte a video file (or several: ``IN… -o FOLDER``)."""
+"""``streammatte video IN -o OUT``: matte a video file (or several: ``IN… -o FOLDER``; or a
+stream: ``-`` reads stdin, ``-o -`` writes stdout)."""
 
 from __future__ import annotations
 
@@ -7,15 +8,14 @@ import sys
 from pathlib import Path
 
 from ..api import RunReport, matte_video, open_configured_engine
-from ..compose import parse_background
 from ..config import MatteConfig
 from ..errors import ConfigError, StreamMatteError
 from ..inference import Engine
 from ..pipeline import PipelineStats
 from ..progress import DownloadProgress, ProgressLine
 from ..report import ReportFile, RunEntry, entry_from
-from ..sinks.formats import FORMATS
-from ..sources.file import FileSource
+from ..sinks.formats import FORMATS, auto_format
+from ..sources.file import FileSource, is_stdio
 from .batch import (
     VIDEO_SUFFIXES,
     expand_inputs,
@@ -31,6 +31,7 @@ from .common import (
     add_mask_options,
     add_output_options,
     add_report_option,
+    add_trim_options,
     config_from,
     hf_auth_tokens,
     report_file,
@@ -42,22 +43,26 @@ def add_parser(subparsers: SubParsers) -> None:
                                    description=__doc__)
     parser.add_argument("input", type=Path, nargs="+",
                         help="video file (MP4, MOV, MKV, WebM, AVI, …); several files or "
-                        "folders make a batch")
+                        "folders make a batch; - reads a stream from stdin (Matroska, "
+                        "MPEG-TS, NUT, y4m)")
     parser.add_argument("-o", "--output", type=Path, required=True,
-                        help="output file (.mp4, .mov, .webm) or directory for PNG frames; for "
-                        "a batch, the folder that receives one result per input")
+                        help="output file (.mp4, .mov, .webm, .mkv, .gif, .nut, .y4m) or "
+                        "directory for PNG frames; for a batch, the folder that receives one "
+                        "result per input; - writes a stream to stdout (Matroska with the "
+                        "format's codec, or nut/y4m/gif as they are)")
     parser.add_argument("--output-matte", "--output-alpha", type=Path, metavar="PATH",
                         dest="output_matte",
-                        help="also write the matte: greyscale .mp4/.mov, or a folder of PNGs "
-                        "(for a batch: a folder, one <name>.mp4 per input)")
+                        help="also write the matte: greyscale .mp4/.mov/.mkv, or a folder of "
+                        "PNGs (for a batch: a folder, one <name>.mp4 per input)")
     parser.add_argument("--output-foreground", type=Path, metavar="PATH",
                         dest="output_foreground",
-                        help="also write the foreground with alpha: .mov, .webm, .gif or a "
-                        "folder of PNGs (for a batch: a folder, one <name>.webm per input)")
+                        help="also write the foreground with alpha: .mov, .webm, .mkv, .gif or "
+                        "a folder of PNGs (for a batch: a folder, one <name>.webm per input)")
     add_engine_options(parser)
     add_output_options(parser, video=True)
     add_encoding_options(parser)
     add_mask_options(parser)
+    add_trim_options(parser)
     add_report_option(parser)
     parser.set_defaults(func=run)
 
@@ -69,9 +74,24 @@ def batch_suffix(config: MatteConfig) -> str:
         return FORMATS[config.output_format].extension  # "" for PNG: a folder per clip
     if config.codec in CODEC_SUFFIXES:
         return CODEC_SUFFIXES[config.codec]
-    if config.background == "auto" or parse_background(config.background).is_transparent:
-        return ".webm"
-    return ".mp4"
+    return auto_format(config.background).extension
+
+
+def _check_pipes(inputs: list[Path], output: Path) -> None:
+    """Refuse a pipe that cannot work, before anything runs."""
+    if any(is_stdio(p) for p in inputs):
+        if len(inputs) > 1:
+            raise ConfigError("stdin (-) is the one input of a run: give it alone")
+        if sys.stdin.isatty():
+            raise ConfigError("stdin is a terminal: pipe a video into it (ffmpeg -i IN -f "
+                              "matroska - | streammatte video - -o OUT)")
+    if is_stdio(output):
+        if is_batch(inputs):
+            raise ConfigError("a batch writes one result per input into a folder; stdout "
+                              "(-o -) takes the result of one input")
+        if sys.stdout.isatty():
+            raise ConfigError("stdout is a terminal: send the video into a pipe or a file "
+                              "(-o - | ffmpeg -i - OUT)")
 
 
 #: a batch's file suffix for each --codec (with no --format)
@@ -87,8 +107,10 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace, config: MatteConfig, report_to: ReportFile | None) -> int:
     on_download = DownloadProgress(enabled=None if not args.quiet else False)
+    _check_pipes(args.input, args.output)
     if not is_batch(args.input):
-        if skip_single(args.output, skip_existing=args.skip_existing, quiet=args.quiet):
+        if not is_stdio(args.output) and skip_single(
+                args.output, skip_existing=args.skip_existing, quiet=args.quiet):
             if report_to is not None:
                 report_to.add(RunEntry(args.input[0], status="skipped"))
             return 0
@@ -155,15 +177,17 @@ def _matte_one(args: argparse.Namespace, config: MatteConfig, src: Path, dst: Pa
 def _matte_and_show(args: argparse.Namespace, config: MatteConfig, src: Path, dst: Path,
                     engine: Engine | None, on_download: DownloadProgress,
                     extras: dict[str, Path]) -> RunReport:
-    with FileSource(src) as probe:
-        total = probe.frame_count
-        described = probe.describe()
+    total, described = config.max_frames, None
+    if not is_stdio(src):  # stdin can be read once: the run itself describes nothing
+        with FileSource(src, decode_range=config.decode_range()) as probe:
+            total = probe.expected_frames
+            described = probe.describe()
     bar = ProgressLine(total, enabled=None if not args.quiet else False)
     started = False
 
     def on_progress(stats: PipelineStats) -> None:
         nonlocal started
-        if not started and not args.quiet:  # said once the options are known to be good
+        if not started and not args.quiet and described:  # once the options are known good
             print(described, file=sys.stderr)
         started = True
         bar.update(stats.frames_out, stats.elapsed_s)
@@ -179,12 +203,14 @@ def _matte_and_show(args: argparse.Namespace, config: MatteConfig, src: Path, ds
 def _summary(report: RunReport) -> str:
     encoder = report.outputs[0].encoder if report.outputs else None
     what = f"{report.format}, {encoder}" if encoder else report.format
-    return (f"wrote {report.output} ({what}): {report.frames_out} frames in "
+    output = "stdout" if is_stdio(report.output) else report.output
+    return (f"wrote {output} ({what}): {report.frames_out} frames in "
             f"{report.elapsed_s:.1f} s ({report.fps:.1f} fps) with {report.engine}")
 
 
 def _details(report: RunReport) -> list[str]:
-    return ([f"also wrote {out.path} ({out.kind}, {out.encoder or out.format})"
+    return ([f"also wrote {out.path} ({out.kind}, {out.encoder or out.format}"
+             + "".join(f"; audio: {track}" for track in out.audio_tracks) + ")"
              for out in report.outputs[1:]]
             + [f"audio: {track}" for track in report.audio_tracks]
             + [f"note: {note}" for note in report.notes])

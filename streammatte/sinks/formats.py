@@ -1,10 +1,13 @@
 """Output formats: which codec, pixel format and container each one uses, and what it carries.
 
-A format (``FORMATS``: ``h264``, ``prores4444``, ``gif``, …) is a named starting point; the
-output's extension picks the container, and ``Encoding`` (``--codec``, ``--crf``, ``--preset``,
-``--bitrate``) picks and tunes the encoder. :func:`format_for` resolves the three into one
-concrete ``OutputFormat`` before any work, so a codec the container cannot hold, an encoder
-this FFmpeg lacks or a preset the codec does not know is one ConfigError up front.
+A format (``FORMATS``: ``h264``, ``prores4444``, ``gif``, ``nut``, …) is a named starting
+point; the output's extension picks the container, and ``Encoding`` (``--codec``, ``--crf``,
+``--preset``, ``--bitrate``) picks and tunes the encoder. :func:`format_for` resolves the three
+into one concrete ``OutputFormat`` before any work, so a codec the container cannot hold, an
+encoder this FFmpeg lacks or a preset the codec does not know is one ConfigError up front.
+Standard output has no extension: :func:`format_for_stdout` resolves the same way with
+Matroska as the container (NUT, y4m and GIF keep their own), so every codec and encoder
+setting a ``.mkv`` file takes works on a pipe too.
 
 Hardware encoders (NVENC) are candidates, not promises: the sink opens each at the real frame
 size and falls back to the software encoder, with a note, when none opens.
@@ -36,13 +39,22 @@ class OutputFormat:
     codec_options: dict[str, str] = field(default_factory=dict)
     #: audio codecs this container takes as they are (stream copy)
     copy_audio: frozenset[str] = frozenset()
-    #: what other audio is re-encoded to; None: the container takes no audio (GIF)
+    #: what other audio is re-encoded to (no copy_audio and no audio_codec: the format holds
+    #: no audio: GIF, y4m)
     audio_codec: str | None = None
     #: hardware encoders to try first, in order, each with its own options; the sink opens
     #: each at the real frame size and keeps ``codec`` when none opens
     hardware: tuple[tuple[str, dict[str, str]], ...] = ()
     #: target bit rate in bits/s (``--bitrate``), else None: constant quality
     bit_rate: int | None = None
+    #: FFmpeg's muxer, where the output's extension does not say it (a stream on stdout)
+    container: str | None = None
+
+    @property
+    def holds_audio(self) -> bool:
+        """True when the output carries the input's audio (a PNG sequence: in ``audio.mka``
+        beside the frames)."""
+        return self.codec is None or bool(self.copy_audio) or self.audio_codec is not None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -85,14 +97,15 @@ class _Family:
 
 
 _FAMILIES: dict[str, _Family] = {f.name: f for f in (
-    _Family("h264", "h264", ("libx264",), ("h264_nvenc",), (".mp4", ".m4v", ".mov"), (0, 51),
-            _X264_PRESETS),
-    _Family("hevc", "hevc", ("libx265",), ("hevc_nvenc",), (".mp4", ".m4v", ".mov"), (0, 51),
-            _X264_PRESETS),
-    _Family("av1", "av1", ("libsvtav1", "libaom-av1"), ("av1_nvenc",), (".mp4", ".webm"),
-            (0, 63), tuple(str(n) for n in range(14))),
-    _Family("prores", "prores4444", ("prores_ks",), (), (".mov",), None, (), "yuv444p10le"),
-    _Family("vp9", "vp9", ("libvpx-vp9",), (), (".webm",), (0, 63),
+    _Family("h264", "h264", ("libx264",), ("h264_nvenc",), (".mp4", ".m4v", ".mov", ".mkv"),
+            (0, 51), _X264_PRESETS),
+    _Family("hevc", "hevc", ("libx265",), ("hevc_nvenc",), (".mp4", ".m4v", ".mov", ".mkv"),
+            (0, 51), _X264_PRESETS),
+    _Family("av1", "av1", ("libsvtav1", "libaom-av1"), ("av1_nvenc",),
+            (".mp4", ".webm", ".mkv"), (0, 63), tuple(str(n) for n in range(14))),
+    _Family("prores", "prores4444", ("prores_ks",), (), (".mov", ".mkv"), None, (),
+            "yuv444p10le"),
+    _Family("vp9", "vp9", ("libvpx-vp9",), (), (".webm", ".mkv"), (0, 63),
             tuple(str(n) for n in range(9))),
 )}
 CODECS: tuple[str, ...] = tuple(_FAMILIES)
@@ -112,15 +125,19 @@ _ENCODER_DEFAULTS: dict[str, dict[str, str]] = {
 _MP4_AUDIO = frozenset({"aac", "mp3", "ac3", "eac3", "alac"})
 _MOV_AUDIO = _MP4_AUDIO | {"pcm_s16le", "pcm_s24le", "pcm_s16be", "pcm_s24be", "pcm_f32le"}
 _WEBM_AUDIO = frozenset({"opus", "vorbis"})
+#: what Matroska (and NUT) take as it is
+_MKV_AUDIO = _MP4_AUDIO | {"opus", "vorbis", "flac", "pcm_s16le", "pcm_s24le", "pcm_s32le",
+                           "pcm_f32le"}
 _FASTSTART = {"movflags": "+faststart"}
 
-#: what each container takes: (options, audio copied, audio re-encoded to)
+#: what each container of a codec family takes: (options, audio copied, audio re-encoded to;
+#: None: to the format's own, AAC or Opus, which Matroska holds either way)
 _CONTAINERS: dict[str, tuple[dict[str, str], frozenset[str], str | None]] = {
     ".mp4": (_FASTSTART, _MP4_AUDIO, "aac"),
     ".m4v": (_FASTSTART, _MP4_AUDIO, "aac"),
     ".mov": ({}, _MOV_AUDIO, "aac"),
     ".webm": ({}, _WEBM_AUDIO, "libopus"),
-    ".gif": ({}, frozenset(), None),
+    ".mkv": ({}, _MKV_AUDIO, None),
 }
 
 FORMATS: dict[str, OutputFormat] = {
@@ -171,12 +188,24 @@ FORMATS: dict[str, OutputFormat] = {
         OutputFormat(
             name="gif", description="animated GIF, transparent where there is no background "
             "(no audio)", extension=".gif", codec="gif", pix_fmt="pal8", alpha=True,
+            container="gif",
+        ),
+        OutputFormat(
+            name="nut", description="raw RGBA frames in NUT, with alpha (lossless; for pipes)",
+            extension=".nut", codec="rawvideo", pix_fmt="rgba", alpha=True, container="nut",
+            copy_audio=_MKV_AUDIO, audio_codec="pcm_s16le",
+        ),
+        OutputFormat(
+            name="y4m", description="raw YUV 4:4:4 frames in YUV4MPEG, composited (for pipes "
+            "into encoders; no audio)",
+            extension=".y4m", codec="rawvideo", pix_fmt="yuv444p", alpha=False,
+            container="yuv4mpegpipe",
         ),
     )
 }
 
 _BY_EXTENSION = {".mp4": "h264", ".m4v": "h264", ".mov": "prores4444", ".webm": "vp9",
-                 ".gif": "gif"}
+                 ".gif": "gif", ".nut": "nut", ".y4m": "y4m"}
 
 
 @functools.cache
@@ -197,33 +226,50 @@ def _family_of(fmt: OutputFormat) -> _Family | None:
     return next((f for f in _FAMILIES.values() if f.format == name), None)
 
 
-def _base_format(path: Path, name: str, family: _Family | None) -> OutputFormat:
-    suffix = path.suffix.lower()
+def _named(name: str) -> OutputFormat:
+    try:
+        return FORMATS[name.lower()]
+    except KeyError:
+        raise ConfigError(
+            f"unknown output format {name!r} (choose from: auto, {', '.join(FORMATS)})"
+        ) from None
+
+
+def auto_format(background: str) -> OutputFormat:
+    """What an output that names no format of its own gets (a batch's results, ``.mkv``,
+    stdout): VP9 with alpha where ``background`` leaves the result transparent (``auto``,
+    ``transparent``), else H.264."""
+    from ..compose import parse_background  # here, not on top: compose pulls OpenCV in
+
+    transparent = background.strip().lower() == "auto" or \
+        parse_background(background).is_transparent
+    return FORMATS["vp9" if transparent else "h264"]
+
+
+def _base_format(label: str, suffix: str, name: str, family: _Family | None,
+                 background: str) -> OutputFormat:
     if name != "auto":
-        try:
-            fmt = FORMATS[name.lower()]
-        except KeyError:
-            raise ConfigError(
-                f"unknown output format {name!r} (choose from: auto, {', '.join(FORMATS)})"
-            ) from None
+        fmt = _named(name)
         # a format goes in any container its codec (or the one asked for) goes in
         takes = (family if family is not None and fmt.matte_only else _family_of(fmt))
         extensions = takes.extensions if takes is not None else (fmt.extension,)
         if fmt.extension and suffix not in extensions:
-            raise ConfigError(f"{path}: format {fmt.name} writes "
+            raise ConfigError(f"{label}: format {fmt.name} writes "
                               f"{' or '.join(extensions)} files")
         if not fmt.extension and suffix:
-            raise ConfigError(f"{path}: a PNG sequence is written to a directory; "
+            raise ConfigError(f"{label}: a PNG sequence is written to a directory; "
                               "give a path without extension")
         return fmt
     if not suffix:
         return FORMATS["png"]
     if family is not None and suffix in family.extensions:
         return FORMATS[family.format]
+    if suffix == ".mkv":  # Matroska holds every codec: the background decides
+        return auto_format(background)
     if suffix not in _BY_EXTENSION:
         raise ConfigError(
-            f"{path}: cannot tell the output format from {suffix!r} (use .mp4, .mov, .webm, "
-            ".gif, a directory for PNG frames, or --format)"
+            f"{label}: cannot tell the output format from {suffix!r} (use .mp4, .mov, .webm, "
+            ".mkv, .gif, .nut, .y4m, a directory for PNG frames, or --format)"
         )
     return FORMATS[_BY_EXTENSION[suffix]]
 
@@ -241,38 +287,57 @@ def _family_for(codec: str | None) -> tuple[_Family | None, tuple[str, ...] | No
     raise ConfigError(f"unknown codec {codec!r} (choose from: {choices})")
 
 
-def format_for(path: Path, name: str = "auto", encoding: Encoding | None = None
-               ) -> OutputFormat:
+def format_for(path: Path, name: str = "auto", encoding: Encoding | None = None, *,
+               background: str = "auto") -> OutputFormat:
     """The concrete output format for ``path``: ``name`` if given, else chosen by its
-    extension (a path without extension, or ending in "/", is a PNG-sequence directory),
-    with ``encoding`` applied. ConfigError for any combination that cannot be written."""
-    encoding = encoding or Encoding()
+    extension (a path without extension, or ending in "/", is a PNG-sequence directory;
+    ``.mkv`` takes ``auto_format(background)``), with ``encoding`` applied. ConfigError for
+    any combination that cannot be written."""
+    return _resolve(str(path), path.suffix.lower(), name, encoding or Encoding(), background)
+
+
+def format_for_stdout(name: str = "auto", *, background: str = "auto",
+                      encoding: Encoding | None = None) -> OutputFormat:
+    """The format for a stream on standard output: what ``format_for`` gives a ``.mkv`` file,
+    in FFmpeg's Matroska muxer (``container``); NUT, y4m and GIF as they are."""
+    own = _named(name) if name != "auto" else None
+    if own is not None and own.codec is None:
+        raise ConfigError("stdout takes one stream, not a folder of PNG frames: choose a video "
+                          "format (--format nut gives raw RGBA frames)")
+    if own is not None and own.container is not None:
+        return _resolve("stdout", own.extension, name, encoding or Encoding(), background)
+    fmt = _resolve("stdout", ".mkv", name, encoding or Encoding(), background)
+    return replace(fmt, container="matroska")
+
+
+def _resolve(label: str, suffix: str, name: str, encoding: Encoding,
+             background: str) -> OutputFormat:
+    """``format_for`` for an output that messages call ``label``, in a ``suffix`` file."""
     family, named_hardware = _family_for(encoding.codec)
-    fmt = _base_format(path, name, family)
-    suffix = path.suffix.lower()
+    fmt = _base_format(label, suffix, name, family, background)
     own = _family_of(fmt)
     if family is not None:
         if own is None:
-            raise ConfigError(f"{path}: --codec applies to video files, and {fmt.name} is "
-                              f"{fmt.description}")
+            raise ConfigError(f"{label}: --codec applies to compressed video, and {fmt.name} "
+                              f"is {fmt.description}")
         if family is not own and not fmt.matte_only and name != "auto":
             raise ConfigError(f"format {fmt.name} and codec {encoding.codec} disagree; give one "
                               "of them")
         if suffix not in family.extensions:
-            raise ConfigError(f"{path}: {family.name} cannot be written to a {suffix} file "
+            raise ConfigError(f"{label}: {family.name} cannot be written to a {suffix} file "
                               f"(use {', '.join(family.extensions)})")
     family = family or own
-    if family is None:  # PNG sequence, GIF: nothing to tune
+    if family is None:  # PNG sequence, GIF, NUT, y4m: nothing to tune
         asked = [flag for flag, value in (("--crf", encoding.crf), ("--preset", encoding.preset),
                                           ("--bitrate", encoding.bit_rate)) if value is not None]
         if asked:
-            raise ConfigError(f"{path}: {', '.join(asked)}: the {fmt.name} format "
+            raise ConfigError(f"{label}: {', '.join(asked)}: the {fmt.name} format "
                               "has no such setting (they tune video codecs)")
         return fmt
     if suffix and suffix != fmt.extension:
         options, copy_audio, audio_codec = _CONTAINERS[suffix]
         fmt = replace(fmt, extension=suffix, container_options=options, copy_audio=copy_audio,
-                      audio_codec=audio_codec)
+                      audio_codec=audio_codec or fmt.audio_codec)
     return _with_encoder(fmt, family, encoding, named_hardware)
 
 
