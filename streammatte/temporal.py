@@ -585,8 +585,8 @@ TEMPORAL_FILTERS: dict[str, Callable[[], TemporalFilter]] = {
     "ema": FixedEma,
     "adaptive": AdaptiveEma,
     "flow": FlowBlend,
-    # forward propagation from keyframes along one flow per frame pair (keyframes.py); until
-    # the chain skips the engine between keyframes, only the keyframes' alphas are used
+    # forward propagation from keyframes along one flow per frame pair (keyframes.py);
+    # Chain.alpha runs the engine on keyframes only (SkipsEngine)
     "keyframes-live": _keyframes_live,
 }
 
