@@ -26,7 +26,9 @@ class ProgressLine:
         self._started = time.monotonic()
         self._width = 0
 
-    def render(self, done: int, elapsed_s: float | None = None) -> str:
+    def render(self, done: int, elapsed_s: float | None = None, detail: str = "") -> str:
+        """The line for ``done`` frames after ``elapsed_s``, ``detail`` (e.g. the workers
+        alive) at its end."""
         elapsed = time.monotonic() - self._started if elapsed_s is None else elapsed_s
         rate = done / elapsed if elapsed > 0 else 0.0
         parts = [f"{done}/{self.total} {self.label}" if self.total else f"{done} {self.label}"]
@@ -35,15 +37,26 @@ class ProgressLine:
         parts.append(f"{rate:.1f} fps")
         if self.total and rate > 0 and done < self.total:
             parts.append(f"ETA {format_duration((self.total - done) / rate)}")
+        if detail:
+            parts.append(detail)
         return "  ".join(parts)
 
-    def update(self, done: int, elapsed_s: float | None = None) -> None:
+    def update(self, done: int, elapsed_s: float | None = None, detail: str = "") -> None:
         if not self.enabled:
             return
-        line = self.render(done, elapsed_s)
+        line = self.render(done, elapsed_s, detail)
         self.stream.write("\r" + line.ljust(self._width))
         self.stream.flush()
         self._width = len(line)
+
+    def note(self, text: str) -> None:
+        """Print ``text`` on lines of its own above the progress line (redrawn at the next
+        update); to the stream as it is when the line is off."""
+        if self.enabled and self._width:
+            self.stream.write("\r" + " " * self._width + "\r")
+            self._width = 0
+        self.stream.write(text + "\n")
+        self.stream.flush()
 
     def finish(self) -> None:
         if self.enabled and self._width:

@@ -10,6 +10,7 @@ from pathlib import Path
 from ..api import matte_image, open_configured_engine
 from ..progress import DownloadProgress
 from .batch import IMAGE_SUFFIXES, expand_inputs, is_batch, plan_outputs, run_batch, skip_single
+from .cluster import add_cluster_options, run_on_cluster, wants_cluster
 from .common import (
     SubParsers,
     add_engine_options,
@@ -30,6 +31,7 @@ def add_parser(subparsers: SubParsers) -> None:
                         "for a batch, the folder that receives one PNG per input")
     add_engine_options(parser)
     add_output_options(parser, video=False)
+    add_cluster_options(parser)
     parser.set_defaults(func=run)
 
 
@@ -45,6 +47,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"wrote {args.output}", file=sys.stderr)
         return 0
     pairs = plan_outputs(expand_inputs(args.input, IMAGE_SUFFIXES, "image"), args.output, ".png")
+    if wants_cluster(args):
+        return run_on_cluster(args, config, pairs, "image",
+                              lambda outcome: [f"wrote {outcome.task.dst}"])
     with open_configured_engine(config, on_download, hf_auth_tokens()) as engine:
         def one(src: Path, dst: Path) -> str:
             matte_image(src, dst, config, engine=engine)

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from ..api import RunReport, matte_video, open_configured_engine
+from ..cluster.work import Outcome
 from ..compose import parse_background
 from ..config import MatteConfig
 from ..inference import Engine
@@ -22,6 +23,7 @@ from .batch import (
     run_batch,
     skip_single,
 )
+from .cluster import add_cluster_options, run_on_cluster, wants_cluster
 from .common import (
     SubParsers,
     add_engine_options,
@@ -42,6 +44,7 @@ def add_parser(subparsers: SubParsers) -> None:
                         "a batch, the folder that receives one result per input")
     add_engine_options(parser)
     add_output_options(parser, video=True)
+    add_cluster_options(parser)
     parser.set_defaults(func=run)
 
 
@@ -61,6 +64,9 @@ def run(args: argparse.Namespace) -> int:
     if not is_batch(args.input):
         if skip_single(args.output, skip_existing=args.skip_existing, quiet=args.quiet):
             return 0
+        if wants_cluster(args):
+            return run_on_cluster(args, config, [(args.input[0], args.output)], "video",
+                                  _describe, batch=False)
         report = _matte_one(args, config, args.input[0], args.output, None, on_download)
         if not args.quiet:
             print(_summary(report), file=sys.stderr)
@@ -69,6 +75,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     files = expand_inputs(args.input, VIDEO_SUFFIXES, "video")
     pairs = plan_outputs(files, args.output, batch_suffix(config))
+    if wants_cluster(args):
+        return run_on_cluster(args, config, pairs, "video", _describe)
     with open_configured_engine(config, on_download, hf_auth_tokens()) as engine:
         def one(src: Path, dst: Path) -> str:
             engine.reset()  # a background model must not carry one clip into the next
@@ -97,6 +105,10 @@ def _matte_one(args: argparse.Namespace, config: MatteConfig, src: Path, dst: Pa
                          engine=engine, auth_tokens=hf_auth_tokens())
     bar.finish()
     return report
+
+
+def _describe(outcome: Outcome) -> list[str]:
+    return [_summary(outcome.report), *_details(outcome.report)] if outcome.report else []
 
 
 def _summary(report: RunReport) -> str:

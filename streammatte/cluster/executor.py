@@ -1,0 +1,347 @@
+"""The cluster executor on Ray: stateful actors that open the engine once, fed one task each.
+
+Connecting: ``address`` names a running cluster (``ray start --head`` printed it; the CLI
+takes ``--ray-address`` or ``RAY_ADDRESS``); None starts a local Ray for the run and stops it
+after. A process already connected (``ray.init`` called by the caller) keeps its connection.
+
+Workers: one actor per worker, each reserving ``cpus_per_worker`` CPUs, or one GPU when the
+run is asked to use one (``device`` ``cuda``, or ``auto`` on a cluster that has GPUs); as many
+as the cluster's resources hold, capped by ``workers`` and by the number of tasks. An actor
+opens the engine in its constructor and keeps it for every task it runs
+(:class:`~streammatte.cluster.work.Worker`).
+
+Faults, through Ray's own retry options: a worker process that dies (SIGKILL, OOM killer, a
+crash in native code) is restarted by Ray (``max_restarts=-1``) and the task it held is run
+again on it (``max_task_retries``); an input that kills its worker every time is given up
+after that many retries and reported. A task's own failure (a StreamMatteError) comes back as
+an Outcome and is never retried. Results are published whole (``sinks.publish``), so a lost
+worker leaves only a temporary output, which the retry (or the end of the run) sweeps.
+
+Progress: each actor reports what it is doing twice a second to a small board actor; the
+driver reads the board for the aggregated line (frames done/total across workers, workers
+alive: those heard from in the last few seconds).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ray
+import ray.exceptions
+
+from ..config import MatteConfig
+from ..errors import ConfigError, StreamMatteError
+from ..sinks.publish import sweep_stale_partials
+from .report import ClusterProgress, ClusterReport, WorkerCounts
+from .work import Outcome, Task, Worker, WorkerId
+
+#: how often an actor reports to the board, and how long a silent one still counts as alive
+_BEAT_S = 0.5
+_ALIVE_S = 3.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RayOptions:
+    """Where and how wide to run.
+
+    ``address``: a running cluster (``ray://…`` or ``HOST:PORT``); None starts a local Ray
+    with ``local_cpus`` CPUs (None: all of them). ``workers``: at most this many actors.
+    ``cpus_per_worker``: CPUs each actor reserves (on a CPU run). ``task_retries``: how many
+    times a task is run again after its worker died (then it is reported as failed).
+    """
+
+    address: str | None = None
+    workers: int | None = None
+    cpus_per_worker: float = 1.0
+    task_retries: int = 2
+    local_cpus: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.workers is not None and self.workers < 1:
+            raise ConfigError(f"--ray-workers should be >= 1, got {self.workers}")
+        if self.cpus_per_worker <= 0:
+            raise ConfigError(f"cpus_per_worker should be > 0, got {self.cpus_per_worker}")
+        if self.task_retries < 0:
+            raise ConfigError(f"task_retries should be >= 0, got {self.task_retries}")
+
+
+# -- the actors -----------------------------------------------------------------------------
+
+class _Board:
+    """Where workers say what they are doing: slot → (host, pid, task key, frames, when)."""
+
+    def __init__(self) -> None:
+        self._beats: dict[int, tuple[str, int, str | None, int, float]] = {}
+
+    def beat(self, slot: int, host: str, pid: int, key: str | None, frames: int) -> None:
+        self._beats[slot] = (host, pid, key, frames, time.monotonic())
+
+    def snapshot(self) -> dict[int, tuple[str, int, str | None, int, float]]:
+        """slot → (host, pid, task key, frames, seconds since it was heard from)."""
+        now = time.monotonic()
+        return {slot: (*beat[:4], now - beat[4]) for slot, beat in self._beats.items()}
+
+
+class _Actor:
+    """A :class:`Worker` in a Ray actor, with a thread that reports to the board.
+
+    The constructor does not raise: an engine that cannot open is kept as ``error`` and
+    given back by ``ready()``, so the driver reports it as one line rather than a Ray
+    traceback, and Ray does not restart an actor that would fail the same way.
+    """
+
+    def __init__(self, config: MatteConfig, slot: int, board: Any,
+                 auth_tokens: Mapping[str, str] | None) -> None:
+        self._board = board
+        self._slot = slot
+        self._worker: Worker | None = None
+        self._error: str | None = None
+        threading.Thread(target=self._beat, name="sm-beat", daemon=True).start()
+        try:
+            self._worker = Worker(config, slot=slot, auth_tokens=auth_tokens)
+        except StreamMatteError as exc:
+            self._error = str(exc)
+
+    def _beat(self) -> None:
+        import socket
+
+        host, pid = socket.gethostname(), os.getpid()
+        while True:
+            current = self._worker.current() if self._worker is not None else None
+            key, frames = current if current is not None else (None, 0)
+            self._board.beat.remote(self._slot, host, pid, key, frames)
+            time.sleep(_BEAT_S)
+
+    def ready(self) -> WorkerId | str:
+        """This worker's identity, or why its engine could not open."""
+        if self._worker is None:
+            return self._error or "the engine could not open"
+        return self._worker.identity
+
+    def run(self, task: Task) -> Outcome:
+        if self._worker is None:
+            raise RuntimeError(self._error or "the engine could not open")
+        return self._worker.run(task)
+
+    def sweep(self, folders: Sequence[Path]) -> int:
+        """Remove the temporary outputs this host's dead processes left in ``folders``."""
+        return sum(len(sweep_stale_partials(folder)) for folder in folders)
+
+
+# -- the driver ------------------------------------------------------------------------------
+
+def _connect(options: RayOptions, quiet: bool) -> bool:
+    """Connect to the cluster; True when this call started a local Ray (to stop after)."""
+    if ray.is_initialized():
+        return False
+    level = logging.ERROR if quiet else logging.WARNING
+    if options.address:
+        try:
+            ray.init(address=options.address, logging_level=level, log_to_driver=not quiet)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise ConfigError(f"cannot connect to the Ray cluster at {options.address}: "
+                              f"{exc}") from exc
+        return False
+    # "local": start one here even where RAY_ADDRESS is set (the CLI has read it already)
+    ray.init(address="local", num_cpus=options.local_cpus, include_dashboard=False,
+             logging_level=level, log_to_driver=not quiet)
+    return True
+
+
+def _wants_gpu(config: MatteConfig, resources: Mapping[str, float]) -> bool:
+    device = config.device.lower()
+    if device.startswith("cuda"):
+        return True
+    return device == "auto" and resources.get("GPU", 0) >= 1
+
+
+def _worker_count(options: RayOptions, tasks: int, gpu: bool,
+                  resources: Mapping[str, float]) -> int:
+    if gpu:
+        room = int(resources.get("GPU", 0))
+        if room < 1:
+            raise ConfigError("the run asks for a GPU (--device cuda) and the Ray cluster has "
+                              "none")
+    else:
+        room = max(1, int(resources.get("CPU", 1) // options.cpus_per_worker))
+    return max(1, min(room, tasks, options.workers or room))
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, ray.exceptions.RayTaskError) and exc.cause is not None:
+        exc = exc.cause
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def run_on_ray(
+    tasks: Sequence[Task],
+    config: MatteConfig,
+    options: RayOptions,
+    *,
+    on_progress: Callable[[ClusterProgress], None] | None = None,
+    on_outcome: Callable[[Outcome], bool] | None = None,
+    auth_tokens: Mapping[str, str] | None = None,
+    quiet: bool = False,
+    progress_interval_s: float = 0.5,
+) -> ClusterReport:
+    """Run ``tasks`` on Ray workers, each opening the engine ``config`` names once.
+
+    ``on_outcome`` is called as each task finishes (failed ones included, in the driver's
+    thread); returning False starts no further task (those running finish; the report's
+    ``stopped`` says so). ``on_progress`` is called every ``progress_interval_s``.
+    Raises StreamMatteError when no worker can open the engine (the first reason said).
+    """
+    started = time.perf_counter()
+    own_ray = _connect(options, quiet)
+    actors: list[Any] = []
+    try:
+        resources: dict[str, float] = ray.cluster_resources()  # type: ignore[no-untyped-call]
+        gpu = _wants_gpu(config, resources)
+        count = _worker_count(options, len(tasks), gpu, resources)
+        board = ray.remote(num_cpus=0)(_Board).remote()
+        actor_class = ray.remote(_Actor).options(
+            num_cpus=0 if gpu else options.cpus_per_worker, num_gpus=1 if gpu else 0,
+            max_restarts=-1, max_task_retries=options.task_retries)
+        actors = [actor_class.remote(config, slot, board, auth_tokens)
+                  for slot in range(1, count + 1)]
+        counts = {slot: WorkerCounts(slot) for slot in range(1, count + 1)}
+        run = _Dispatch(tasks, actors, counts, board, on_progress, on_outcome,
+                        progress_interval_s, started)
+        run.start_workers()
+        run.loop()
+        folders = sorted({t.dst.parent for t in tasks})
+        # every task is done: what is left in the output folders is from lost workers
+        ray.get([actor.sweep.remote(folders) for actor in actors])
+        for folder in folders:
+            sweep_stale_partials(folder)
+        return ClusterReport(address=options.address or "local", outcomes=run.outcomes,
+                             workers=list(counts.values()),
+                             elapsed_s=time.perf_counter() - started, stopped=run.stopped)
+    finally:
+        for actor in actors:
+            ray.kill(actor)
+        if own_ray:
+            ray.shutdown()
+
+
+class _Dispatch:
+    """The driver's loop: one task in flight per worker, outcomes as they come."""
+
+    def __init__(self, tasks: Sequence[Task], actors: list[Any], counts: dict[int, WorkerCounts],
+                 board: Any, on_progress: Callable[[ClusterProgress], None] | None,
+                 on_outcome: Callable[[Outcome], bool] | None, interval_s: float,
+                 started: float) -> None:
+        self.pending = deque(tasks)
+        self.actors = actors
+        self.counts = counts
+        self.board = board
+        self.on_progress = on_progress
+        self.on_outcome = on_outcome
+        self.interval_s = interval_s
+        self.started = started
+        self.outcomes: list[Outcome] = []
+        self.stopped: str | None = None
+        self.total = sum(t.frames for t in tasks)
+        self.done_frames = 0
+        self.idle: list[int] = []
+        self.in_flight: dict[Any, tuple[int, Task]] = {}
+
+    def start_workers(self) -> None:
+        """Wait for every actor's engine; a worker that cannot open it is left out, and if
+        none can, the run fails with the first reason."""
+        refs = [actor.ready.remote() for actor in self.actors]
+        errors = []
+        for slot, ref in enumerate(refs, 1):
+            try:
+                answer = ray.get(ref)
+            except ray.exceptions.RayError as exc:
+                errors.append(_one_line(exc))
+                continue
+            if isinstance(answer, str):
+                errors.append(answer)
+                continue
+            self._seen(slot, answer.host, answer.pid)
+            self.idle.append(slot)
+        if not self.idle:
+            raise StreamMatteError(f"no Ray worker could open the engine: {errors[0]}")
+
+    def _seen(self, slot: int, host: str, pid: int) -> None:
+        counts = self.counts[slot]
+        counts.host = host
+        if pid not in counts.pids:
+            counts.pids.append(pid)
+
+    def loop(self) -> None:
+        last = 0.0
+        while self.in_flight or (self.pending and self.stopped is None):
+            while self.idle and self.pending and self.stopped is None:
+                slot = self.idle.pop(0)
+                task = self.pending.popleft()
+                self.in_flight[self.actors[slot - 1].run.remote(task)] = (slot, task)
+            ready, _ = ray.wait(list(self.in_flight), num_returns=1,
+                                timeout=self.interval_s)
+            for ref in ready:
+                slot, task = self.in_flight.pop(ref)
+                self._finish(slot, task, ref)
+                self.idle.append(slot)
+            now = time.perf_counter()
+            if self.on_progress is not None and (now - last >= self.interval_s or ready):
+                last = now
+                self.on_progress(self._progress(now))
+        if self.on_progress is not None:
+            self.on_progress(self._progress(time.perf_counter()))
+
+    def _finish(self, slot: int, task: Task, ref: Any) -> None:
+        try:
+            outcome: Outcome = ray.get(ref)
+        except ray.exceptions.RayActorError:
+            counts = self.counts[slot]
+            outcome = Outcome(task, WorkerId(slot, counts.host, counts.pids[-1]), 0, 0.0,
+                              error=f"{task.src}: its worker was lost on every try "
+                              "(killed, or crashed on this input)")
+        except ray.exceptions.RayError as exc:
+            counts = self.counts[slot]
+            outcome = Outcome(task, WorkerId(slot, counts.host, counts.pids[-1]), 0, 0.0,
+                              error=f"{task.src}: {_one_line(exc)}")
+        self._seen(slot, outcome.worker.host, outcome.worker.pid)
+        counts = self.counts[slot]
+        counts.tasks += 1
+        counts.failed += not outcome.ok
+        counts.frames += outcome.frames
+        counts.busy_s += outcome.busy_s
+        self.done_frames += outcome.frames
+        self.total += outcome.frames - task.frames  # the estimate, made good
+        self.outcomes.append(outcome)
+        if self.on_outcome is not None and not self.on_outcome(outcome):
+            self.stopped = f"stopped after {task.src}"
+
+    def _progress(self, now: float) -> ClusterProgress:
+        try:
+            beats = ray.get(self.board.snapshot.remote(), timeout=5)
+        except ray.exceptions.RayError:
+            beats = {}
+        running = {task.key for _, task in self.in_flight.values()}
+        alive = 0
+        in_progress = 0
+        for slot, (host, pid, key, frames, age_s) in beats.items():
+            if age_s <= _ALIVE_S:
+                alive += 1
+                self._seen(slot, host, pid)
+            if key in running:
+                in_progress += frames
+        return ClusterProgress(done=self.done_frames + in_progress,
+                               total=max(self.total, self.done_frames + in_progress),
+                               elapsed_s=now - self.started, alive=alive,
+                               workers=len(self.actors))
+
+
+__all__ = ["ClusterProgress", "ClusterReport", "RayOptions", "WorkerCounts", "run_on_ray"]
