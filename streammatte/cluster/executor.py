@@ -28,6 +28,7 @@ import logging
 import os
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -98,9 +99,11 @@ class _Actor:
     traceback, and Ray does not restart an actor that would fail the same way.
     """
 
-    def __init__(self, config: MatteConfig, slot: int, board: Any,
+    def __init__(self, config: MatteConfig, slot: int, board: str,
                  auth_tokens: Mapping[str, str] | None) -> None:
-        self._board = board
+        # the board by name, not by handle: Ray restarts an actor from its constructor's
+        # arguments, and a handle among them would have to outlive every restart
+        self._board = ray.get_actor(board)
         self._slot = slot
         self._worker: Worker | None = None
         self._error: str | None = None
@@ -192,35 +195,40 @@ def run_on_ray(
     auth_tokens: Mapping[str, str] | None = None,
     quiet: bool = False,
     progress_interval_s: float = 0.5,
+    start_timeout_s: float = 600.0,
 ) -> ClusterReport:
     """Run ``tasks`` on Ray workers, each opening the engine ``config`` names once.
 
     ``on_outcome`` is called as each task finishes (failed ones included, in the driver's
     thread); returning False starts no further task (those running finish; the report's
     ``stopped`` says so). ``on_progress`` is called every ``progress_interval_s``.
-    Raises StreamMatteError when no worker can open the engine (the first reason said).
+    Workers join as their engine opens; StreamMatteError when none can open it (the first
+    reason said) or none has started after ``start_timeout_s`` (a model download counts).
     """
     started = time.perf_counter()
     own_ray = _connect(options, quiet)
-    actors: list[Any] = []
+    actors: list[Any] = []  # the board first, then the workers: killed at the end
     try:
         resources: dict[str, float] = ray.cluster_resources()  # type: ignore[no-untyped-call]
         gpu = _wants_gpu(config, resources)
         count = _worker_count(options, len(tasks), gpu, resources)
-        board = ray.remote(num_cpus=0)(_Board).remote()
+        board_name = f"streammatte-progress-{uuid.uuid4().hex}"
+        board = ray.remote(num_cpus=0)(_Board).options(name=board_name).remote()
+        actors.append(board)
         actor_class = ray.remote(_Actor).options(
             num_cpus=0 if gpu else options.cpus_per_worker, num_gpus=1 if gpu else 0,
             max_restarts=-1, max_task_retries=options.task_retries)
-        actors = [actor_class.remote(config, slot, board, auth_tokens)
-                  for slot in range(1, count + 1)]
+        workers: list[Any] = [actor_class.remote(config, slot, board_name, auth_tokens)
+                              for slot in range(1, count + 1)]
+        actors += workers
         counts = {slot: WorkerCounts(slot) for slot in range(1, count + 1)}
-        run = _Dispatch(tasks, actors, counts, board, on_progress, on_outcome,
-                        progress_interval_s, started)
+        run = _Dispatch(tasks, workers, counts, board, on_progress, on_outcome,
+                        progress_interval_s, started, start_timeout_s)
         run.start_workers()
         run.loop()
         folders = sorted({t.dst.parent for t in tasks})
         # every task is done: what is left in the output folders is from lost workers
-        ray.get([actor.sweep.remote(folders) for actor in actors])
+        ray.get([worker.sweep.remote(folders) for worker in workers])
         for folder in folders:
             sweep_stale_partials(folder)
         return ClusterReport(address=options.address or "local", outcomes=run.outcomes,
@@ -239,7 +247,7 @@ class _Dispatch:
     def __init__(self, tasks: Sequence[Task], actors: list[Any], counts: dict[int, WorkerCounts],
                  board: Any, on_progress: Callable[[ClusterProgress], None] | None,
                  on_outcome: Callable[[Outcome], bool] | None, interval_s: float,
-                 started: float) -> None:
+                 started: float, start_timeout_s: float) -> None:
         self.pending = deque(tasks)
         self.actors = actors
         self.counts = counts
@@ -254,25 +262,40 @@ class _Dispatch:
         self.done_frames = 0
         self.idle: list[int] = []
         self.in_flight: dict[Any, tuple[int, Task]] = {}
+        self.starting: dict[Any, int] = {}
+        self.start_errors: list[str] = []
+        self.start_timeout_s = start_timeout_s
+        self.working = 0
 
     def start_workers(self) -> None:
-        """Wait for every actor's engine; a worker that cannot open it is left out, and if
-        none can, the run fails with the first reason."""
-        refs = [actor.ready.remote() for actor in self.actors]
-        errors = []
-        for slot, ref in enumerate(refs, 1):
-            try:
-                answer = ray.get(ref)
-            except ray.exceptions.RayError as exc:
-                errors.append(_one_line(exc))
-                continue
-            if isinstance(answer, str):
-                errors.append(answer)
-                continue
-            self._seen(slot, answer.host, answer.pid)
-            self.idle.append(slot)
-        if not self.idle:
-            raise StreamMatteError(f"no Ray worker could open the engine: {errors[0]}")
+        """Ask every actor whether its engine opened; each joins as soon as it says so."""
+        self.starting = {actor.ready.remote(): slot
+                         for slot, actor in enumerate(self.actors, 1)}
+
+    def _started(self, ref: Any) -> None:
+        slot = self.starting.pop(ref)
+        try:
+            answer: WorkerId | str = ray.get(ref)
+        except ray.exceptions.RayError as exc:
+            answer = _one_line(exc)
+        if isinstance(answer, str):
+            self.start_errors.append(answer)  # this slot is out of the run
+            return
+        self._seen(slot, answer.host, answer.pid)
+        self.idle.append(slot)
+        self.working += 1
+
+    def _check_started(self, now: float) -> None:
+        if self.working:
+            return
+        if not self.starting:
+            raise StreamMatteError(
+                f"no Ray worker could open the engine: {self.start_errors[0]}")
+        if now - self.started > self.start_timeout_s:
+            raise StreamMatteError(
+                f"no Ray worker started within {self.start_timeout_s:.0f} s (is streammatte "
+                "installed on the cluster's nodes? `ray status` shows them; their logs are "
+                "under /tmp/ray/session_latest/logs)")
 
     def _seen(self, slot: int, host: str, pid: int) -> None:
         counts = self.counts[slot]
@@ -287,13 +310,18 @@ class _Dispatch:
                 slot = self.idle.pop(0)
                 task = self.pending.popleft()
                 self.in_flight[self.actors[slot - 1].run.remote(task)] = (slot, task)
-            ready, _ = ray.wait(list(self.in_flight), num_returns=1,
-                                timeout=self.interval_s)
+            waiting = [*self.in_flight, *self.starting]
+            ready, _ = (ray.wait(waiting, num_returns=1, timeout=self.interval_s) if waiting
+                        else ([], []))
             for ref in ready:
+                if ref in self.starting:
+                    self._started(ref)
+                    continue
                 slot, task = self.in_flight.pop(ref)
                 self._finish(slot, task, ref)
                 self.idle.append(slot)
             now = time.perf_counter()
+            self._check_started(now)
             if self.on_progress is not None and (now - last >= self.interval_s or ready):
                 last = now
                 self.on_progress(self._progress(now))
@@ -341,7 +369,7 @@ class _Dispatch:
         return ClusterProgress(done=self.done_frames + in_progress,
                                total=max(self.total, self.done_frames + in_progress),
                                elapsed_s=now - self.started, alive=alive,
-                               workers=len(self.actors))
+                               workers=self.working)
 
 
 __all__ = ["ClusterProgress", "ClusterReport", "RayOptions", "WorkerCounts", "run_on_ray"]
