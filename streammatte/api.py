@@ -135,25 +135,25 @@ def matte_video(
 def _source_notes(source: FileSource) -> list[str]:
     notes = []
     if source.damaged_packets:
-        notes.append(f"{source.path.name}: {source.damaged_packets} damaged packet(s) could not "
+        notes.append(f"{source.name}: {source.damaged_packets} damaged packet(s) could not "
                      "be decoded and were skipped")
     if source.corrupt_frames:
-        notes.append(f"{source.path.name}: {source.corrupt_frames} frame(s) flagged corrupt by "
+        notes.append(f"{source.name}: {source.corrupt_frames} frame(s) flagged corrupt by "
                      "the decoder were concealed and kept")
     if source.ends_early:
-        notes.append(f"{source.path.name}: {source.ends_early}")
+        notes.append(f"{source.name}: {source.ends_early}")
     if source.reordered_timestamps:
-        notes.append(f"{source.path.name}: {source.reordered_timestamps} frame timestamps were "
+        notes.append(f"{source.name}: {source.reordered_timestamps} frame timestamps were "
                      "in decode order (e.g. AVI with packed B-frames) and were put in display "
                      "order")
     if source.rotation:
-        notes.append(f"{source.path.name}: rotated {source.rotation}° by its metadata; "
+        notes.append(f"{source.name}: rotated {source.rotation}° by its metadata; "
                      "the output is upright")
     if source.ignored_rotation:
-        notes.append(f"{source.path.name}: its rotation metadata ({source.ignored_rotation}°) "
+        notes.append(f"{source.name}: its rotation metadata ({source.ignored_rotation}°) "
                      "is no quarter turn (damaged?) and was ignored")
     if source.damaged_timestamps:
-        notes.append(f"{source.path.name}: {source.damaged_timestamps} frame timestamp(s) went "
+        notes.append(f"{source.name}: {source.damaged_timestamps} frame timestamp(s) went "
                      "back or repeated (damaged) and were replaced")
     return notes
 

@@ -20,12 +20,16 @@ from types import FrameType
 from typing import NoReturn
 
 from . import __version__
+from .commands.common import tidy_help
 from .errors import StreamMatteError
 
 #: exit status after Ctrl-C, as shells report a process ended by SIGINT
 INTERRUPTED = 130
 #: exit status after SIGTERM (128 + 15)
 TERMINATED = 143
+#: exit status when the reader of stdout went away (``streammatte models list | head``), as
+#: shells report a process ended by SIGPIPE
+BROKEN_PIPE = 141
 
 
 class Terminated(KeyboardInterrupt):
@@ -61,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
         importlib.import_module(f"streammatte.commands.{name}").add_parser(subparsers)
+    tidy_help(parser)
     return parser
 
 
@@ -99,7 +104,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def entry() -> NoReturn:
     """The process entry point (the ``streammatte`` script and ``python -m streammatte``)."""
-    status = main()
+    try:
+        try:
+            status = main()
+        finally:  # also after --help's SystemExit: a reader that left early shows up here
+            sys.stdout.flush()
+    except BrokenPipeError:
+        # Nothing more can reach the reader; point both streams at /dev/null so that the
+        # interpreter's own flush at exit cannot raise again, and end quietly.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.dup2(devnull, sys.stderr.fileno())
+        status = BROKEN_PIPE
     if status in (INTERRUPTED, TERMINATED):
         # Outputs are already cleaned up. A worker that stopped a moment ago may still be in
         # OpenCV's or ONNX Runtime's thread-exit code, and a normal interpreter exit racing it

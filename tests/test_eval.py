@@ -129,7 +129,11 @@ def test_progress_is_reported_per_clip_with_its_length(tmp_path: Path,
 def test_clip_progress_draws_one_line_per_clip() -> None:
     import io
 
-    stream = io.StringIO()
+    class Terminal(io.StringIO):  # in place on a terminal; a log gets a line every few s
+        def isatty(self) -> bool:
+            return True
+
+    stream = Terminal()
     bar = ClipProgress(stream=stream, enabled=True)
     bar("a", 1, 2)
     bar("a", 2, 2)

@@ -411,6 +411,25 @@ def test_pages_and_client_config_are_served() -> None:
     run(main)
 
 
+def test_the_live_page_starts_on_the_fast_people_model_when_offered() -> None:
+    async def default_engine(offered: tuple[str, ...]) -> str:
+        engines = EngineProvider([EngineInfo(n, n, "model") for n in offered],
+                                 lambda name: BrightnessEngine())
+        settings = ServerSettings(engine=offered[0], extensions=LIVE)
+        async with serving(settings, engines) as (url, _), aiohttp.ClientSession() as http, \
+                http.get(url + "/api/live/config") as response:
+            engine: str = (await response.json())["defaults"]["engine"]
+        return engine
+
+    async def main() -> None:
+        # the server's engine is for files; the live page starts on mediapipe-selfie
+        assert await default_engine(("u2netp", "mediapipe-selfie")) == "mediapipe-selfie"
+        # unless it is not offered: then on the server's engine
+        assert await default_engine(("u2netp", "modnet")) == "u2netp"
+
+    run(main)
+
+
 def test_the_live_server_runs_on_the_servers_own_settings_and_token_rules() -> None:
     settings = ServerSettings(host="0.0.0.0", port=0, token="s3cret-token", max_peers=2,
                               ice_servers=parse_ice_servers(["stun:stun.example.org:3478"]))

@@ -16,7 +16,8 @@ def add_parser(subparsers: SubParsers) -> None:
     parser = subparsers.add_parser("bench", help="measure speed and memory on a clip",
                                    description=__doc__)
     parser.add_argument("clip", type=Path, help="video file to measure on")
-    parser.add_argument("--engine", "-e", default=DEFAULT_ENGINE)
+    parser.add_argument("--engine", "-e", default=DEFAULT_ENGINE,
+                        help=f"engine to measure (default: {DEFAULT_ENGINE})")
     parser.add_argument("--temporal", default=DEFAULT_FILE_MODE, choices=temporal_modes(),
                         help=f"temporal mode of the end-to-end run (default {DEFAULT_FILE_MODE})")
     parser.add_argument("--frames", type=int, default=40,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,29 @@ from ..sinks.formats import FORMATS
 from ..temporal import DEFAULT_FILE_DELAY, DEFAULT_FILE_MODE, temporal_modes
 
 SubParsers = Any  # argparse's _SubParsersAction is private
+
+# ``literal`` and `interpreted` text: the docstrings that double as descriptions are written
+# for Sphinx and the README; a terminal shows the words alone
+_MARKUP = re.compile(r"``(.+?)``|`([^`]+)`", re.DOTALL)
+
+
+def plain_text(text: str) -> str:
+    """``text`` without reStructuredText / Markdown quoting."""
+    return _MARKUP.sub(lambda m: m.group(1) or m.group(2), text)
+
+
+def tidy_help(parser: argparse.ArgumentParser) -> None:
+    """Make the description and every help line of ``parser`` and its subcommands plain text."""
+    if parser.description:
+        parser.description = plain_text(parser.description)
+    for action in parser._actions:
+        if action.help and action.help != argparse.SUPPRESS:
+            action.help = plain_text(action.help)
+        if isinstance(action, argparse._SubParsersAction):
+            for choice in action._choices_actions:  # the one-line summaries in the list
+                choice.help = plain_text(choice.help) if choice.help else choice.help
+            for sub in set(action.choices.values()):
+                tidy_help(sub)
 
 
 def add_engine_options(parser: argparse.ArgumentParser) -> None:
@@ -36,7 +60,7 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
                        "with a free input size, e.g. modnet; default: the catalog's)")
     group.add_argument("--upsample", choices=UPSAMPLERS, default="bilinear",
                        help="alpha to frame size: bilinear, or guided by the frame's edges "
-                       "(fast guided filter)")
+                       "(fast guided filter); default: bilinear")
     group.add_argument("--rembg-compat", action="store_true",
                        help="reproduce rembg's per-image min/max rescaling exactly (bit-parity "
                        "with rembg; flickers on video)")
@@ -81,7 +105,7 @@ def add_output_options(parser: argparse.ArgumentParser, *, video: bool) -> None:
                            f"{DEFAULT_FILE_MODE}, which looks {DEFAULT_FILE_DELAY} frames "
                            "ahead; none: per frame)")
         group.add_argument("--batch-size", type=int, default=1,
-                           help="frames per inference call, where the model allows")
+                           help="frames per inference call, where the model allows (default: 1)")
         group.add_argument("--strict", action="store_true",
                            help="fail on the first damaged packet instead of concealing it")
     else:

@@ -1,9 +1,10 @@
 """``streammatte doctor``: what this machine can run, and how to fix what is missing.
 
 GPU and driver, CUDA, TensorRT, pycuda, ONNX Runtime and its providers, PyAV and the hardware
-codecs in its FFmpeg, virtual-camera back-ends, chromium, and the back-end ``--backend auto``
-would pick. Missing optional parts are reported, not failures: the exit status is 0 unless
-something the core needs is broken.
+codecs in its FFmpeg, what serve, eval and live need (aiohttp, aiortc, matplotlib, the virtual
+camera), and the back-end ``--backend auto`` would pick. Without an NVIDIA GPU the GPU-only
+parts say N/A: they do not apply. Missing optional parts are reported, not failures: the exit
+status is 0 unless something the core needs is broken.
 """
 
 from __future__ import annotations
@@ -24,12 +25,16 @@ from .common import SubParsers
 
 TRT_HINT = "pip install 'streammatte[trt]'"
 VCAM_HINT = "pip install 'streammatte[vcam]'"
+#: optional packages a command needs: (module, what needs it, extra that installs it)
+FEATURE_PACKAGES: tuple[tuple[str, str, str], ...] = (
+    ("aiohttp", "streammatte serve: the web page and HTTP API", "server"),
+    ("aiortc", "the live page of streammatte serve: WebRTC", "webrtc"),
+    ("matplotlib", "the plots of streammatte eval and compare", "eval"),
+)
 HW_CODECS: tuple[str, ...] = (
     "h264_nvenc", "hevc_nvenc", "av1_nvenc", "h264_cuvid", "hevc_cuvid", "av1_cuvid",
     "h264_vaapi", "hevc_vaapi", "h264_qsv", "hevc_qsv", "h264_v4l2m2m", "h264_videotoolbox",
 )
-CHROMIUM_NAMES: tuple[str, ...] = ("chromium", "chromium-browser", "google-chrome",
-                                   "google-chrome-stable")
 
 #: runs a command and returns its stdout, or None when it is missing or fails
 Runner = Callable[[Sequence[str]], "str | None"]
@@ -43,6 +48,17 @@ class Check:
     fix: str | None = None
     #: False for what the core pipeline needs: a failure there makes the exit status 1
     optional: bool = True
+    #: False where the check does not apply to this machine (CUDA without an NVIDIA GPU)
+    applies: bool = True
+
+    @property
+    def status(self) -> str:
+        return "N/A" if not self.applies else "OK" if self.ok else "MISSING"
+
+
+def not_applicable(area: str, detail: str) -> Check:
+    """A GPU-only part on a machine without an NVIDIA GPU."""
+    return Check(area, False, detail, applies=False)
 
 
 def run_command(cmd: Sequence[str]) -> str | None:
@@ -91,7 +107,10 @@ def check_gpu(run: Runner = run_command) -> list[Check]:
                         f"{g['compute_cap']}") for g in gpus]
         checks.append(Check("driver", True, gpus[0]["driver"]))
     driver_cuda, toolkit = parse_cuda_version(run(["nvidia-smi"]), run(["nvcc", "--version"]))
-    if driver_cuda or toolkit:
+    if not gpus:
+        found = f" (nvcc {toolkit} is installed)" if toolkit else ""
+        checks.append(not_applicable("CUDA", f"does not apply without an NVIDIA GPU{found}"))
+    elif driver_cuda or toolkit:
         parts = [f"driver supports CUDA {driver_cuda}" if driver_cuda else None,
                  f"nvcc {toolkit}" if toolkit else "no nvcc (pycuda compiles kernels with it)"]
         checks.append(Check("CUDA", True, ", ".join(p for p in parts if p),
@@ -112,15 +131,22 @@ def _import(name: str) -> tuple[object | None, str | None]:
         return None, f"installed but does not load: {exc}"
 
 
-def check_packages() -> list[Check]:
+def _missing(area: str, detail: str, fix: str, has_gpu: bool) -> Check:
+    """A GPU-only part that is not installed: missing with its fix, or N/A without a GPU."""
+    if has_gpu:
+        return Check(area, False, detail, fix)
+    return not_applicable(area, f"{detail}; needs an NVIDIA GPU (with one: {fix})")
+
+
+def check_packages(has_gpu: bool = True) -> list[Check]:
     checks = []
     trt, err = _import("tensorrt")
     checks.append(Check("TensorRT", True, f"tensorrt {getattr(trt, '__version__', '?')}")
                   if trt is not None else
-                  Check("TensorRT", False, f"not installed ({err})", TRT_HINT))
+                  _missing("TensorRT", f"not installed ({err})", TRT_HINT, has_gpu))
     pycuda, err = _import("pycuda")
     if pycuda is None:
-        checks.append(Check("pycuda", False, f"not installed ({err})", TRT_HINT))
+        checks.append(_missing("pycuda", f"not installed ({err})", TRT_HINT, has_gpu))
     else:
         checks.append(Check("pycuda", True, f"pycuda {getattr(pycuda, 'VERSION_TEXT', '?')}"))
     import onnxruntime as ort
@@ -131,8 +157,22 @@ def check_packages() -> list[Check]:
     if "CUDAExecutionProvider" in providers:
         checks.append(Check("ONNX Runtime CUDA", True, "CUDAExecutionProvider available"))
     else:
-        checks.append(Check("ONNX Runtime CUDA", False, "no CUDAExecutionProvider",
-                            "pip install onnxruntime-gpu in place of onnxruntime"))
+        checks.append(_missing("ONNX Runtime CUDA", "no CUDAExecutionProvider",
+                               "pip install onnxruntime-gpu in place of onnxruntime", has_gpu))
+    return checks
+
+
+def check_features() -> list[Check]:
+    """The optional packages that serve, its live page and eval's plots import."""
+    checks = []
+    for module_name, needed_by, extra in FEATURE_PACKAGES:
+        module, err = _import(module_name)
+        if module is None:
+            checks.append(Check(module_name, False, f"not installed ({err}); needed by "
+                                f"{needed_by}", f"pip install 'streammatte[{extra}]'"))
+        else:
+            checks.append(Check(module_name, True, f"{module_name} "
+                                f"{getattr(module, '__version__', '?')}, for {needed_by}"))
     return checks
 
 
@@ -191,15 +231,6 @@ def check_virtual_camera(dev_dir: Path = Path("/dev"), sys_dir: Path = Path("/sy
     return checks
 
 
-def check_chromium(run: Runner = run_command) -> Check:
-    for name in CHROMIUM_NAMES:
-        if shutil.which(name):
-            version = (run([name, "--version"]) or "").strip() or "version unknown"
-            return Check("chromium", True, f"{shutil.which(name)}: {version}")
-    return Check("chromium", False, "not found (needed for the browser tests of the web UI)",
-                 "sudo apt install chromium")
-
-
 def check_selection() -> Check:
     from ..cuda.select import probe_runtime, select_backend
 
@@ -214,11 +245,13 @@ def check_selection() -> Check:
 
 
 def collect_checks(run: Runner = run_command) -> list[Check]:
+    gpu = check_gpu(run)
+    has_gpu = any(c.area == "GPU" and c.ok for c in gpu)
     return [
         Check("python", True, f"{sys.version.split()[0]} on {platform.platform()}",
               optional=False),
-        *check_gpu(run), *check_packages(), *check_pyav(), *check_virtual_camera(),
-        check_chromium(run), check_selection(),
+        *gpu, *check_packages(has_gpu), *check_pyav(), *check_features(),
+        *check_virtual_camera(), check_selection(),
     ]
 
 
@@ -226,8 +259,8 @@ def format_checks(checks: Sequence[Check]) -> str:
     width = max(len(c.area) for c in checks)
     lines = []
     for c in checks:
-        lines.append(f"{'OK' if c.ok else 'MISSING':<8} {c.area:<{width}}  {c.detail}")
-        if c.fix and not c.ok:
+        lines.append(f"{c.status:<8} {c.area:<{width}}  {c.detail}")
+        if c.fix and not c.ok and c.applies:
             lines.append(f"{'':<8} {'':<{width}}  fix: {c.fix}")
     return "\n".join(lines)
 
@@ -242,7 +275,7 @@ def add_parser(subparsers: SubParsers) -> None:
 def run(args: argparse.Namespace) -> int:
     checks = collect_checks()
     if args.json:
-        print(json.dumps([asdict(c) for c in checks], indent=1))
+        print(json.dumps([{**asdict(c), "status": c.status} for c in checks], indent=1))
     else:
         print(format_checks(checks))
-    return 1 if any(not c.ok and not c.optional for c in checks) else 0
+    return 1 if any(not c.ok and c.applies and not c.optional for c in checks) else 0

@@ -59,7 +59,7 @@ def add_common(parser: argparse.ArgumentParser) -> None:
                         help="no PNG plots (they need matplotlib: pip install "
                         "'streammatte[eval]')")
     add_models_dir_option(parser)
-    parser.add_argument("--device", default="cpu", help="cpu, auto or cuda[:N] (default: cpu)")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default: auto)")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
 
 

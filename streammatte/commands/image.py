@@ -27,8 +27,9 @@ def add_parser(subparsers: SubParsers) -> None:
                         help="image file (JPEG, PNG, WebP, …); several files or folders make a "
                         "batch")
     parser.add_argument("-o", "--output", type=Path, required=True,
-                        help="output image (.png keeps transparency; .jpg needs --background); "
-                        "for a batch, the folder that receives one PNG per input")
+                        help="output image (.png, .webp keep transparency; .jpg is over white "
+                        "unless --background says otherwise); for a batch, the folder that "
+                        "receives one PNG per input")
     add_engine_options(parser)
     add_output_options(parser, video=False)
     add_cluster_options(parser)

@@ -50,7 +50,7 @@ def add_parser(subparsers: SubParsers) -> None:
     vcam.add_argument("--pixel-format", default="auto", choices=["auto", "I420", "NV12", "RGB"],
                       help="what to send (default: what the backend takes natively)")
     parser.add_argument("--duration-s", type=float, help="stop after this many seconds")
-    parser.add_argument("--quiet", "-q", action="store_true")
+    parser.add_argument("--quiet", "-q", action="store_true", help="no status or summary")
     parser.set_defaults(func=run)
 
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from ..errors import ModelError
+from ..inference import BUILTIN_GOOD_FOR
 from ..models.catalog import ModelSpec, UrlSource, get_spec, load_catalog
 from ..models.store import ModelStore
 from ..progress import DownloadProgress
@@ -27,8 +29,11 @@ def add_parser(subparsers: SubParsers) -> None:
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
     add_models_dir_option(parser)
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    actions.add_parser("list", help="every catalog model: task, input size, file size, licence, "
-                       "whether it is cached, and where it comes from")
+    listing = actions.add_parser("list", help="every model: what it is good for, file size, "
+                                 "licence, whether it is cached")
+    listing.add_argument("--long", "-l", action="store_true",
+                         help="also the task, input size, checksum, cache path and every "
+                         "download source")
     for name, text in (("pull", "download and verify"), ("verify", "re-hash the cached file"),
                        ("path", "print the cached file's path")):
         sub = actions.add_parser(name, help=text)
@@ -57,27 +62,59 @@ def add_parser(subparsers: SubParsers) -> None:
 
 
 def _size(spec: ModelSpec) -> str:
-    return f"{spec.size_bytes / 1e6:.1f} MB" if spec.size_bytes else "?"
+    if not spec.size_bytes:
+        return "?"
+    return (f"{spec.size_bytes / 1e9:.2f} GB" if spec.size_bytes >= 1e9
+            else f"{spec.size_bytes / 1e6:.1f} MB")
 
 
-def _list(store: ModelStore) -> int:
-    rows = [("NAME", "TASK", "INPUT", "SIZE", "LICENCE", "CACHED", "SOURCES")]
-    for spec in load_catalog().values():
-        licence = spec.licence_label() + (" ⚠" if spec.non_commercial else "")
-        sources = ", ".join(s.describe() for s in spec.sources) or "none (bring your own file)"
-        rows.append((spec.name, spec.task, spec.input.describe_size(), _size(spec), licence,
-                     "yes" if store.is_cached(spec) else "no", sources))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
-    for row in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)) + "  " + row[-1])
-    print("\nbuiltin engines (no weights): mog2 (OpenCV MOG2 background subtraction, "
-          "static cameras)")
-    if any(s.non_commercial for s in load_catalog().values()):
+def _table(rows: Sequence[tuple[str, ...]]) -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+            for row in rows]
+
+
+def _list(store: ModelStore, long: bool) -> int:
+    catalog = load_catalog()
+    if long:
+        return _list_long(store, catalog.values())
+    rows = [("NAME", "GOOD FOR", "SIZE", "LICENCE", "CACHED")]
+    for spec in catalog.values():
+        licence = spec.licence + (" ⚠" if spec.non_commercial else "")
+        rows.append((spec.name, spec.good_for or spec.title, _size(spec), licence,
+                     "yes" if store.is_cached(spec) else "no"))
+    for name, good_for in BUILTIN_GOOD_FOR.items():
+        rows.append((name, good_for, "-", "builtin", "-"))
+    for line in _table(rows):
+        print(line)
+    print()
+    if any(s.non_commercial for s in catalog.values()):
         print("⚠ non-commercial licence: not for commercial use")
-    if any(isinstance(s, UrlSource) and s.gated
-           for spec in load_catalog().values() for s in spec.sources):
+    if any(isinstance(s, UrlSource) and s.gated for spec in catalog.values()
+           for s in spec.sources):
         print("gated sources need a Hugging Face token: accept the model's terms, then set "
               "HF_TOKEN")
+    print("models list --long: input sizes, checksums and download sources")
+    return 0
+
+
+def _list_long(store: ModelStore, specs: Iterable[ModelSpec]) -> int:
+    for spec in specs:
+        print(f"{spec.name}: {spec.title}")
+        size = f"{_size(spec)} ({spec.size_bytes} bytes)" if spec.size_bytes else "size unknown"
+        print(f"  {spec.task}, input {spec.input.describe_size()}, {size}, "
+              f"{spec.licence_label()}")
+        if spec.good_for:
+            print(f"  good for: {spec.good_for}")
+        print(f"  {spec.checksum[0]}: {spec.checksum[1]}")
+        print(f"  cached: {store.path(spec) if store.is_cached(spec) else 'no'}")
+        for source in spec.sources:
+            print(f"  source: {source.describe()}")
+        if not spec.sources:
+            print("  source: none (bring your own file: models add NAME FILE)")
+        print()
+    for name, good_for in BUILTIN_GOOD_FOR.items():
+        print(f"{name}: builtin engine, no weights; good for: {good_for}")
     return 0
 
 
@@ -112,7 +149,7 @@ def _bench(args: argparse.Namespace, store: ModelStore) -> int:
 def run(args: argparse.Namespace) -> int:
     store = ModelStore(models_dir_from(args), auth_tokens=hf_auth_tokens())
     if args.action == "list":
-        return _list(store)
+        return _list(store, args.long)
     if args.action == "bench":
         return _bench(args, store)
     if args.action == "path":

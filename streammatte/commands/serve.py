@@ -55,11 +55,14 @@ def add_parser(subparsers: SubParsers) -> None:
     engine = parser.add_argument_group("engine")
     engine.add_argument("--engine", "-e", default=DEFAULT_ENGINE,
                         help=f"engine preselected on the page (default: {DEFAULT_ENGINE})")
+    engine.add_argument("--live-engine", default="mediapipe-selfie",
+                        help="engine preselected on the live page (default: mediapipe-selfie, "
+                        "or --engine when --engines leaves it out)")
     engine.add_argument("--engines", metavar="LIST",
                         help="comma-separated engines to offer (default: every catalog model "
                         "and builtin)")
     add_models_dir_option(engine)
-    engine.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    engine.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default: auto)")
     parser.add_argument("--verbose", "-v", action="store_true", help="log every request")
     parser.set_defaults(func=run)
 
@@ -86,7 +89,7 @@ def settings_from(args: argparse.Namespace, environ: dict[str, str]) -> Any:
         max_video_pixels=int(args.max_video_mp * 1e6),
         jobs_dir=args.jobs_dir, job_expiry_s=args.job_expiry_s,
         max_concurrent_jobs=args.max_jobs, max_queued_jobs=args.max_queued,
-        engine=args.engine.lower(),
+        engine=args.engine.lower(), live_engine=args.live_engine.lower(),
         engines=tuple(e.strip().lower() for e in args.engines.split(",") if e.strip())
         if args.engines else None,
         models_dir=models_dir_from(args), device=args.device,

@@ -17,13 +17,20 @@ from ..models.catalog import ModelSpec, load_catalog
 from ..models.store import ModelStore, ProgressFn, verify_file
 from .base import Engine, TensorSpec
 
-__all__ = ["BACKENDS", "BUILTIN_ENGINES", "Engine", "NonCommercialModelWarning", "TensorSpec",
-           "backend_class", "engine_names", "open_engine", "resolve_model"]
+__all__ = ["BACKENDS", "BUILTIN_ENGINES", "BUILTIN_GOOD_FOR", "Engine",
+           "NonCommercialModelWarning", "TensorSpec", "backend_class", "engine_names",
+           "open_engine", "resolve_model"]
 
 #: engines that need no catalog entry (no weights)
 BUILTIN_ENGINES: dict[str, str] = {
     "mog2": "streammatte.inference.mog2:Mog2Engine",
     "grabcut": "streammatte.inference.grabcut:GrabCutEngine",
+}
+
+#: what each builtin engine suits, in a few words (as a catalog entry's ``good_for``)
+BUILTIN_GOOD_FOR: dict[str, str] = {
+    "mog2": "a static camera; video only",
+    "grabcut": "one subject near the centre",
 }
 
 #: how a catalog model's graph can be run, by backend name → (import string, extra to install)

@@ -24,6 +24,11 @@ else:  # pragma: no cover - exercised on 3.10 only
 
 Task = Literal["segmentation", "matting"]
 Activation = Literal["none", "sigmoid"]
+Subject = Literal["people", "anything"]
+#: fastest first; "best" is the best quality this catalog has for that kind of subject
+Tier = Literal["fastest", "fast", "balanced", "best"]
+SUBJECTS: tuple[str, ...] = ("people", "anything")
+TIERS: tuple[str, ...] = ("fastest", "fast", "balanced", "best")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -161,6 +166,12 @@ class ModelSpec:
     backend: str = "onnxruntime"
     md5: str | None = None
     notes: str | None = None
+    #: what the model suits, in a few words (``streammatte models list``)
+    good_for: str | None = None
+    #: what the model is for, as the web page groups engines: "people" or "anything"
+    subject: Subject | None = None
+    #: its place on the speed / quality trade-off among models for the same subject
+    tier: Tier | None = None
     path: Path | None = field(default=None, compare=False)
 
     def licence_label(self) -> str:
@@ -261,7 +272,8 @@ def parse_spec(data: Mapping[str, Any], where: str) -> ModelSpec:
     _check_keys(
         data,
         {"name", "title", "task", "licence", "non_commercial", "file", "sha256", "md5",
-         "size_bytes", "homepage", "backend", "input", "output", "sources", "notes"},
+         "size_bytes", "homepage", "backend", "input", "output", "sources", "notes",
+         "good_for", "subject", "tier"},
         where,
     )
     raw_in = _require(data, "input", dict, where)
@@ -313,6 +325,13 @@ def parse_spec(data: Mapping[str, Any], where: str) -> ModelSpec:
     sources = tuple(
         _parse_source(s, f"{where} sources[{i}]") for i, s in enumerate(data.get("sources", []))
     )
+    subject = data.get("subject")
+    if subject is not None and subject not in SUBJECTS:
+        raise ModelError(f"{where}: subject should be one of {', '.join(SUBJECTS)}, "
+                         f"got {subject!r}")
+    tier = data.get("tier")
+    if tier is not None and tier not in TIERS:
+        raise ModelError(f"{where}: tier should be one of {', '.join(TIERS)}, got {tier!r}")
     return ModelSpec(
         name=_require(data, "name", str, where),
         title=data.get("title", data["name"]),
@@ -333,6 +352,9 @@ def parse_spec(data: Mapping[str, Any], where: str) -> ModelSpec:
         backend=data.get("backend", "onnxruntime"),
         md5=md5,
         notes=data.get("notes"),
+        good_for=data.get("good_for"),
+        subject=subject,
+        tier=tier,
     )
 
 

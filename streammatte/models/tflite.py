@@ -406,7 +406,8 @@ def tflite_to_onnx(data: bytes, where: str = "model") -> Any:
         from onnx import TensorProto, helper
     except ImportError as exc:
         raise EngineUnavailableError(
-            "converting a TFLite model needs the onnx package: pip install onnx") from exc
+            "converting a TFLite model needs the onnx package: pip install "
+            "'streammatte[mediapipe]'") from exc
     graph = read_tflite(data, where)
     b = _Builder(graph, where)
     for op in graph.ops:

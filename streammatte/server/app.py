@@ -25,7 +25,7 @@ from typing import Any
 from aiohttp import web
 
 from ..errors import ConfigError, StreamMatteError
-from . import api
+from . import api, pages
 from .settings import (
     EXTENSIONS_KEY,
     SETTINGS_KEY,
@@ -94,5 +94,6 @@ def create_app(settings: ServerSettings | None = None, **kwargs: Any) -> web.App
                           client_max_size=1024 * 1024)
     app[SETTINGS_KEY] = settings
     api.install(app, settings, **kwargs)
+    pages.install(app, settings)
     _install_extensions(app, settings)
     return app

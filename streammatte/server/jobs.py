@@ -34,7 +34,7 @@ from typing import Any, Literal, TypeVar
 from ..api import matte_video
 from ..config import MatteConfig
 from ..errors import CancelledRun, ConfigError, StreamMatteError
-from ..inference import BUILTIN_ENGINES, Engine, open_engine
+from ..inference import BUILTIN_ENGINES, BUILTIN_GOOD_FOR, Engine, open_engine
 from ..models.catalog import load_catalog
 from ..models.store import ModelStore
 from ..pipeline import PipelineStats
@@ -55,6 +55,10 @@ _JOB_DIR = re.compile(r"(img-)?[0-9a-f]{32}")
 _SERVER_TEMP_DIR = re.compile(r"streammatte-(?:jobs|live)-([1-9][0-9]*)-[a-z0-9_]+")
 #: engines that only make sense on a video (they learn the background over frames)
 _VIDEO_ONLY = frozenset({"mog2"})
+_BUILTIN_TITLES = {
+    "mog2": "MOG2 background subtraction (static camera, video only)",
+    "grabcut": "GrabCut graph-cut segmentation (a traditional baseline)",
+}
 
 
 # -- engines ----------------------------------------------------------------------------------
@@ -70,6 +74,12 @@ class EngineInfo:
     non_commercial: bool = False
     size_bytes: int | None = None
     video_only: bool = False
+    #: what it suits, in a few words (the catalog's good_for, as ``models list`` shows it)
+    good_for: str | None = None
+    #: how the page groups and ranks it: "people" / "anything" / "static camera", and
+    #: "fastest" … "best" (the catalog's subject and tier)
+    subject: str | None = None
+    tier: str | None = None
 
 
 class EngineProvider:
@@ -89,11 +99,12 @@ class EngineProvider:
         """Every catalog model and builtin engine, opened with the server's device and cache."""
         catalog = load_catalog()
         infos = [EngineInfo(name=s.name, title=s.title, kind="model", licence=s.licence,
-                            non_commercial=s.non_commercial, size_bytes=s.size_bytes)
+                            non_commercial=s.non_commercial, size_bytes=s.size_bytes,
+                            good_for=s.good_for, subject=s.subject, tier=s.tier)
                  for s in catalog.values()]
-        infos += [EngineInfo(name=name, title=f"{name.upper()} background subtraction "
-                             "(static camera, video only)", kind="builtin",
-                             video_only=name in _VIDEO_ONLY)
+        infos += [EngineInfo(name=name, title=_BUILTIN_TITLES[name], kind="builtin",
+                             video_only=name in _VIDEO_ONLY, good_for=BUILTIN_GOOD_FOR[name],
+                             subject="static camera" if name in _VIDEO_ONLY else "anything")
                   for name in BUILTIN_ENGINES]
         store = ModelStore(settings.models_dir)
 
@@ -118,7 +129,9 @@ class EngineProvider:
     def describe(self) -> list[dict[str, Any]]:
         return [{"name": i.name, "title": i.title, "kind": i.kind, "licence": i.licence,
                  "non_commercial": i.non_commercial, "size_bytes": i.size_bytes,
-                 "video_only": i.video_only, "cached": self._is_cached(i.name),
+                 "video_only": i.video_only, "good_for": i.good_for,
+                 "subject": i.subject, "tier": i.tier,
+                 "cached": self._is_cached(i.name),
                  "loaded": i.name in self._engines}
                 for i in self._infos.values()]
 

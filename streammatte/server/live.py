@@ -453,11 +453,15 @@ class LivePeer:
                 task.cancel()
         if self.track is not None:
             self.track.stop()
-        await self.pc.close()
-        # close the processor on its own thread, after any frame in flight
-        with contextlib.suppress(RuntimeError):
-            await self.run_in_thread(self.processor.close)
-        self.executor.shutdown(wait=False)
+        try:
+            await self.pc.close()
+            # close the processor on its own thread, after any frame in flight
+            with contextlib.suppress(RuntimeError):
+                await self.run_in_thread(self.processor.close)
+        finally:
+            # also when this close is cancelled (a second close() returns at once, and the
+            # loop may end first): otherwise the idle worker thread would live on
+            self.executor.shutdown(wait=False)
         log.info("live peer %s closed", self.id)
 
 
@@ -548,12 +552,15 @@ class LiveServer:
 
     async def script(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
-        if name not in ("live.js", "obs.js"):
+        if name not in ("live.js", "obs.js", "common.js", "app.css"):
             raise web.HTTPNotFound()
         return web.FileResponse(STATIC_DIR / name, headers={"Cache-Control": "no-cache"})
 
     def _defaults(self) -> LiveSettings:
-        return LiveSettings(engine=self.settings.engine, background=self.settings.live_background,
+        # the server's ``engine`` is for files; live starts on its own unless it is not offered
+        live = self.settings.live_engine
+        engine = live if live in self.engines.names() else self.settings.engine
+        return LiveSettings(engine=engine, background=self.settings.live_background,
                             temporal=self.settings.live_temporal)
 
     async def client_config(self, request: web.Request) -> web.Response:

@@ -142,6 +142,8 @@ class ServerSettings:
     max_concurrent_images: int = 2
     #: engine preselected on the pages and used when a request names none
     engine: str = DEFAULT_ENGINE
+    #: engine preselected on the live page (``engine`` when this one is not offered)
+    live_engine: str = "mediapipe-selfie"
     #: engines offered (catalog models and builtins); None: all of them
     engines: tuple[str, ...] | None = None
     models_dir: Path | None = None

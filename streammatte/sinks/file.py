@@ -232,8 +232,12 @@ class FileSink:
     # -- writing ------------------------------------------------------------------------------
 
     def write(self, packet: FramePacket) -> None:
+        """Write one composed frame; a frame outside the source's range (pre- or post-roll,
+        ``in_range`` False) was only there for the temporal stage and is skipped."""
         if self._closed:
             raise SinkError(f"{self.path}: sink is closed")
+        if not packet.in_range:
+            return
         image = packet.output
         if image is None:
             raise ValueError("FramePacket.output is empty: compose before writing")

@@ -65,6 +65,17 @@
     else requestAnimationFrame(draw);
   }
 
+  // A titled message on the page's dark panel; none: the page is transparent again.
+  function say(title, text) {
+    message.textContent = "";
+    if (!title) return;
+    const strong = document.createElement("strong");
+    strong.textContent = "streammatte: " + title;
+    const p = document.createElement("p");
+    p.textContent = text || "";
+    message.append(strong, p);
+  }
+
   async function start() {
     try {
       if (alphaMode) {
@@ -74,23 +85,32 @@
         canvas.hidden = true;
       }
       sm.state.status = "connecting";
+      say("connecting…", "Asking for the camera and the server.");
       sm.state.session = await sm.connect(settings, {
         onStream: (stream) => {
           video.srcObject = stream;
           sm.state.status = "live";
-          message.textContent = "";
+          say("");
           if (alphaMode) draw();
         },
         onMessage: (m) => {
           if (m.type === "stats") sm.state.stats = m;
-          else if (m.type === "error") message.textContent = m.message;
+          else if (m.type === "error") say("the server could not apply a setting", m.message);
         },
-        onState: (s) => { if (s === "failed") message.textContent = "connection lost"; },
+        onState: (s) => {
+          if (s === "failed") say("the connection was lost", "Reload this source to connect again.");
+        },
       });
     } catch (e) {
       sm.state.status = "error";
-      sm.state.error = e.message || String(e);
-      message.textContent = sm.state.error;
+      if (e.camera) {
+        const problem = sm.cameraProblem(e, sm.params.get("size"), true);
+        sm.state.error = problem.title + ": " + problem.text;
+        say(problem.title.toLowerCase(), problem.text);
+      } else {
+        sm.state.error = e.message || String(e);
+        say("the server did not start the session", sm.state.error);
+      }
     }
   }
 
