@@ -191,15 +191,17 @@ class CostlySmoothing:
         pass
 
 
-def davis_clip(shared_data: Path, dst: Path, frames: int) -> Path:
+def davis_clip(shared_data: Path, dst: Path, frames: int, gop: int | None = None) -> Path:
     """The first ``frames`` frames of DAVIS parkour (real footage) at half size (428×240) as
-    an H.264 MP4."""
+    an H.264 MP4, 25 fps (``gop``: a keyframe every ``gop`` frames)."""
     import cv2
 
     files = sorted((shared_data / "davis" / "parkour" / "frames").glob("*.jpg"))[:frames]
     with av.open(str(dst), "w") as container:
         stream = container.add_stream("libx264", rate=25)
         stream.width, stream.height, stream.pix_fmt = 428, 240, "yuv420p"
+        if gop is not None:
+            stream.codec_context.gop_size = gop
         for i, path in enumerate(files):
             bgr = cv2.resize(imread(path, cv2.IMREAD_COLOR), (428, 240),
                              interpolation=cv2.INTER_AREA)

@@ -12,15 +12,20 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from fractions import Fraction
 from pathlib import Path
 
 import av
+import numpy as np
 import pytest
-from media import make_video
+from media import davis_clip, imread, make_video
 
+from streammatte.api import matte_video
 from streammatte.cli import main
 from streammatte.cluster import Task, Worker
+from streammatte.cluster.segments import matte_segment, plan_segments, stitch
 from streammatte.config import MatteConfig
+from streammatte.inference import open_engine
 from streammatte.progress import ProgressLine
 
 REPO = Path(__file__).resolve().parents[1]
@@ -131,6 +136,82 @@ def test_a_batch_on_ray_is_the_local_batch_byte_for_byte(
     assert sum(int(line.split(", ")[-2].split()[0]) for line in lines) == 5 + 7 + 4
     assert "audio: aac (copied)" in err
     assert _partials(tmp_path) == []
+
+
+def _alphas(folder: Path) -> list[np.ndarray]:
+    return [imread(p)[..., 3] for p in sorted(folder.glob("frame_*.png"))]
+
+
+def test_a_long_real_clip_split_on_ray_matches_one_run(
+        tmp_path: Path, local_ray: None, shared_data: Path, u2netp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """DAVIS parkour, 72 frames with a keyframe every 12, cut every 0.96 s: three segments,
+    the last with less history than the file holds before it (40 frames of 48)."""
+    clip = davis_clip(shared_data, tmp_path / "parkour.mp4", frames=72, gop=12)
+    common = ["--models-dir", str(u2netp_path.parent)]
+    assert main(["video", str(clip), "-o", str(tmp_path / "one"), "-q", *common]) == 0
+    assert main(["video", str(clip), "-o", str(tmp_path / "split"), "--ray", "--segment-s",
+                 "0.96", *common]) == 0
+    err = capsys.readouterr().err
+    assert "note: 3 segments of ~24 frames, 40 frames of history and 10 of look-ahead" in err
+    one, split = _alphas(tmp_path / "one"), _alphas(tmp_path / "split")
+    assert len(one) == len(split) == 72
+    errors = [float(np.abs(a.astype(np.int16) - b).mean()) for a, b in zip(one, split,
+                                                                           strict=True)]
+    assert float(np.mean(errors)) <= 2.0  # mean |Δα| over the clip, in 1/255
+    assert max(errors) <= 2.0, f"worst frame {int(np.argmax(errors))}: {max(errors):.2f}/255"
+    assert errors[:24] == [0.0] * 24  # before the first seam: the same frames, the same run
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["one", "parkour.mp4", "split"]
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".webm", ".mov", ""])
+def test_stitched_segments_keep_the_frames_timestamps_and_audio_of_one_run(
+        tmp_path: Path, suffix: str) -> None:
+    """Variable frame rate and audio; the segments' packets are remuxed, not re-encoded.
+    (MOG2 for speed: the pixels are not compared here, and a plan is cut whatever the
+    engine; the look-ahead filter's roll frames for one format.)"""
+    src = tmp_path / "vfr.mp4"
+    gaps = [1, 1, 2, 1, 3, 1, 1, 2] * 5  # in 1/20 s
+    pts = [sum(gaps[:i]) for i in range(len(gaps))]
+    make_video(src, frames=len(pts), size=(64, 48), audio="aac", pts=pts,
+               time_base=Fraction(1, 20), gop=6)
+    config = MatteConfig(engine="mog2", background="blue" if suffix == ".mp4" else "auto",
+                         temporal="bidirectional" if suffix == ".mp4" else "none")
+    with open_engine("mog2") as engine:
+        one = matte_video(src, tmp_path / f"one{suffix}", config, engine=engine)
+        plan = plan_segments(src, tmp_path / f"split{suffix}", config, segment_s=1.0)
+        assert plan is not None and len(plan.segments) >= 3
+        for segment in plan.segments:
+            engine.reset()
+            matte_segment(plan, segment.index, config, engine)
+    segment_packets = [p for s in plan.segments for p in _video_packets(plan.path(s.index))
+                       ] if suffix else []
+    joined = stitch(plan, config)
+    assert joined.frames_out == one.frames_out == len(pts)
+    assert joined.audio_tracks == one.audio_tracks
+    assert not plan.work.exists()
+    if suffix:
+        assert _video_packets(plan.dst) == segment_packets
+        assert _frame_times(plan.dst) == _frame_times(one.output)
+        assert _audio_packets(plan.dst) == _audio_packets(one.output)
+    else:
+        assert len(list(plan.dst.glob("frame_*.png"))) == len(pts)
+        assert _audio_packets(plan.dst / "audio.mka") == _audio_packets(one.output / "audio.mka")
+
+
+def _video_packets(path: Path) -> list[bytes]:
+    with av.open(str(path)) as container:
+        return [bytes(p) for p in container.demux(video=0) if p.size]
+
+
+def _frame_times(path: Path) -> list[Fraction]:
+    with av.open(str(path)) as container:
+        return [f.pts * f.time_base for f in container.decode(video=0)]
+
+
+def _audio_packets(path: Path) -> list[tuple[Fraction, bytes]]:
+    with av.open(str(path)) as container:
+        return [(p.pts * p.time_base, bytes(p)) for p in container.demux(audio=0) if p.size]
 
 
 @pytest.mark.slow

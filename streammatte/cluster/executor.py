@@ -31,17 +31,21 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import ray
 import ray.exceptions
 
+from ..api import RunReport
 from ..config import MatteConfig
 from ..errors import ConfigError, StreamMatteError
+from ..pipeline import PipelineStats
 from ..sinks.publish import sweep_stale_partials
 from .report import ClusterProgress, ClusterReport, WorkerCounts
+from .segments import DEFAULT_SEGMENT_S, SegmentPlan, plan_segments
+from .segments import splits as splits_ok
 from .work import Outcome, Task, Worker, WorkerId
 
 #: how often an actor reports to the board, and how long a silent one still counts as alive
@@ -57,6 +61,8 @@ class RayOptions:
     with ``local_cpus`` CPUs (None: all of them). ``workers``: at most this many actors.
     ``cpus_per_worker``: CPUs each actor reserves (on a CPU run). ``task_retries``: how many
     times a task is run again after its worker died (then it is reported as failed).
+    ``segment_s``: a video longer than this runs as segments of about this length (None:
+    every video runs whole).
     """
 
     address: str | None = None
@@ -64,6 +70,7 @@ class RayOptions:
     cpus_per_worker: float = 1.0
     task_retries: int = 2
     local_cpus: int | None = None
+    segment_s: float | None = DEFAULT_SEGMENT_S
 
     def __post_init__(self) -> None:
         if self.workers is not None and self.workers < 1:
@@ -72,6 +79,8 @@ class RayOptions:
             raise ConfigError(f"cpus_per_worker should be > 0, got {self.cpus_per_worker}")
         if self.task_retries < 0:
             raise ConfigError(f"task_retries should be >= 0, got {self.task_retries}")
+        if self.segment_s is not None and not self.segment_s > 0:
+            raise ConfigError(f"--segment-s should be > 0 seconds, got {self.segment_s}")
 
 
 # -- the actors -----------------------------------------------------------------------------
@@ -197,21 +206,26 @@ def run_on_ray(
     progress_interval_s: float = 0.5,
     start_timeout_s: float = 600.0,
 ) -> ClusterReport:
-    """Run ``tasks`` on Ray workers, each opening the engine ``config`` names once.
+    """Run ``tasks`` (``video`` and ``image``) on Ray workers, each opening the engine
+    ``config`` names once; a video longer than ``options.segment_s`` runs as segments
+    (``segments``), stitched once they are all there.
 
-    ``on_outcome`` is called as each task finishes (failed ones included, in the driver's
-    thread); returning False starts no further task (those running finish; the report's
-    ``stopped`` says so). ``on_progress`` is called every ``progress_interval_s``.
-    Workers join as their engine opens; StreamMatteError when none can open it (the first
-    reason said) or none has started after ``start_timeout_s`` (a model download counts).
+    ``on_outcome`` is called as each task finishes, a segmented video once it is stitched
+    (failed ones included, in the driver's thread); returning False starts no further work
+    (what runs finishes; the report's ``stopped`` says so). ``on_progress`` is called every
+    ``progress_interval_s``. Workers join as their engine opens; StreamMatteError when none
+    can open it (the first reason said) or none has started after ``start_timeout_s`` (a
+    model download counts).
     """
     started = time.perf_counter()
+    units, splits = _plan(tasks, config, options.segment_s)
     own_ray = _connect(options, quiet)
     actors: list[Any] = []  # the board first, then the workers: killed at the end
+    run: _Dispatch | None = None
     try:
         resources: dict[str, float] = ray.cluster_resources()  # type: ignore[no-untyped-call]
         gpu = _wants_gpu(config, resources)
-        count = _worker_count(options, len(tasks), gpu, resources)
+        count = _worker_count(options, len(units), gpu, resources)
         board_name = f"streammatte-progress-{uuid.uuid4().hex}"
         board = ray.remote(num_cpus=0)(_Board).options(name=board_name).remote()
         actors.append(board)
@@ -222,7 +236,7 @@ def run_on_ray(
                               for slot in range(1, count + 1)]
         actors += workers
         counts = {slot: WorkerCounts(slot) for slot in range(1, count + 1)}
-        run = _Dispatch(tasks, workers, counts, board, on_progress, on_outcome,
+        run = _Dispatch(units, splits, workers, counts, board, on_progress, on_outcome,
                         progress_interval_s, started, start_timeout_s)
         run.start_workers()
         run.loop()
@@ -239,16 +253,63 @@ def run_on_ray(
             ray.kill(actor)
         if own_ray:
             ray.shutdown()
+        for split in splits.values():
+            if split.failed:  # its segments would not be reused: the input fails alike
+                split.plan.remove_work()
+
+
+@dataclass(slots=True)
+class _Split:
+    """A video run as segments: which are left, what they reported."""
+
+    task: Task
+    plan: SegmentPlan
+    left: set[int]
+    reports: list[RunReport] = field(default_factory=list)
+    busy_s: float = 0.0
+    started: float | None = None
+    failed: bool = False
+
+
+def _plan(tasks: Sequence[Task], config: MatteConfig, segment_s: float | None
+          ) -> tuple[list[Task], dict[Path, _Split]]:
+    """The units to run: each task as it is, or, for a video longer than ``segment_s``, its
+    segments still to do (those a stopped run like this one published are reused)."""
+    units: list[Task] = []
+    splits: dict[Path, _Split] = {}
+    cut = segment_s is not None and any(t.kind == "video" for t in tasks) and splits_ok(config)
+    for task in tasks:
+        plan = (plan_segments(task.src, task.dst, config, segment_s)
+                if cut and segment_s is not None and task.kind == "video" else None)
+        if plan is None:
+            units.append(task)
+            continue
+        done = set(plan.done())
+        split = _Split(task, plan, {s.index for s in plan.segments} - done)
+        splits[plan.work] = split
+        units += [Task(key=f"{task.key}#{s.index}", kind="segment", src=task.src,
+                       dst=plan.path(s.index), frames=s.frames, plan=plan, index=s.index)
+                  for s in plan.segments if s.index in split.left]
+        if not split.left:  # every segment survived a stopped run: only the stitch is left
+            units.append(_stitch_task(split))
+    return units, splits
+
+
+def _stitch_task(split: _Split) -> Task:
+    return Task(key=f"{split.task.key}#stitch", kind="stitch", src=split.task.src,
+                dst=split.task.dst, plan=split.plan)
 
 
 class _Dispatch:
-    """The driver's loop: one task in flight per worker, outcomes as they come."""
+    """The driver's loop: one unit in flight per worker, outcomes as they come."""
 
-    def __init__(self, tasks: Sequence[Task], actors: list[Any], counts: dict[int, WorkerCounts],
-                 board: Any, on_progress: Callable[[ClusterProgress], None] | None,
+    def __init__(self, units: Sequence[Task], splits: dict[Path, _Split], actors: list[Any],
+                 counts: dict[int, WorkerCounts], board: Any,
+                 on_progress: Callable[[ClusterProgress], None] | None,
                  on_outcome: Callable[[Outcome], bool] | None, interval_s: float,
                  started: float, start_timeout_s: float) -> None:
-        self.pending = deque(tasks)
+        self.pending = deque(units)
+        self.splits = splits
         self.actors = actors
         self.counts = counts
         self.board = board
@@ -258,7 +319,7 @@ class _Dispatch:
         self.started = started
         self.outcomes: list[Outcome] = []
         self.stopped: str | None = None
-        self.total = sum(t.frames for t in tasks)
+        self.total = sum(t.frames for t in units)
         self.done_frames = 0
         self.idle: list[int] = []
         self.in_flight: dict[Any, tuple[int, Task]] = {}
@@ -309,6 +370,9 @@ class _Dispatch:
             while self.idle and self.pending and self.stopped is None:
                 slot = self.idle.pop(0)
                 task = self.pending.popleft()
+                split = self.splits.get(task.plan.work) if task.plan else None
+                if split is not None and split.started is None:
+                    split.started = time.perf_counter()
                 self.in_flight[self.actors[slot - 1].run.remote(task)] = (slot, task)
             waiting = [*self.in_flight, *self.starting]
             ready, _ = (ray.wait(waiting, num_returns=1, timeout=self.interval_s) if waiting
@@ -329,29 +393,68 @@ class _Dispatch:
             self.on_progress(self._progress(time.perf_counter()))
 
     def _finish(self, slot: int, task: Task, ref: Any) -> None:
+        counts = self.counts[slot]
         try:
             outcome: Outcome = ray.get(ref)
         except ray.exceptions.RayActorError:
-            counts = self.counts[slot]
             outcome = Outcome(task, WorkerId(slot, counts.host, counts.pids[-1]), 0, 0.0,
                               error=f"{task.src}: its worker was lost on every try "
                               "(killed, or crashed on this input)")
         except ray.exceptions.RayError as exc:
-            counts = self.counts[slot]
             outcome = Outcome(task, WorkerId(slot, counts.host, counts.pids[-1]), 0, 0.0,
                               error=f"{task.src}: {_one_line(exc)}")
         self._seen(slot, outcome.worker.host, outcome.worker.pid)
-        counts = self.counts[slot]
         counts.tasks += 1
         counts.failed += not outcome.ok
-        counts.frames += outcome.frames
         counts.busy_s += outcome.busy_s
-        self.done_frames += outcome.frames
-        self.total += outcome.frames - task.frames  # the estimate, made good
+        if task.kind != "stitch":  # a stitch writes the segments' frames again
+            counts.frames += outcome.frames
+            self.done_frames += outcome.frames
+            self.total += outcome.frames - task.frames  # the estimate, made good
+        if task.plan is None:
+            self._report(outcome)
+            return
+        split = self.splits[task.plan.work]
+        split.busy_s += outcome.busy_s
+        if split.failed:
+            return  # reported already
+        if not outcome.ok:
+            split.failed = True
+            self.pending = deque(t for t in self.pending if t.plan is not split.plan)
+            self._report(Outcome(split.task, outcome.worker, 0, split.busy_s,
+                                 error=outcome.error, errno=outcome.errno))
+        elif task.kind == "segment":
+            assert outcome.report is not None
+            split.reports.append(outcome.report)
+            split.left.discard(task.index)
+            if not split.left:
+                self.pending.appendleft(_stitch_task(split))  # before any new work
+        else:
+            self._report(self._joined(split, outcome))
+
+    def _joined(self, split: _Split, stitched: Outcome) -> Outcome:
+        """A segmented video's outcome, as one run of it would report it."""
+        assert stitched.report is not None
+        reports = split.reports
+        stats = PipelineStats(frames_in=sum(r.frames_in for r in reports),
+                              frames_out=stitched.report.frames_out)
+        notes = list(dict.fromkeys(n for r in reports for n in r.notes))
+        notes.append(f"{len(split.plan.segments)} segments of ~"
+                     f"{split.plan.segments[0].frames} frames, {split.plan.pre_roll} frames of "
+                     f"history and {split.plan.post_roll} of look-ahead each; stitched without "
+                     "re-encoding")
+        engine = next((r.engine for r in reports if r.engine), "")
+        elapsed = time.perf_counter() - (split.started or self.started)
+        report = RunReport(output=split.task.dst, engine=engine, format=stitched.report.format,
+                           frames_in=stats.frames_in, frames_out=stats.frames_out,
+                           elapsed_s=elapsed, stats=stats,
+                           audio_tracks=stitched.report.audio_tracks, notes=notes)
+        return Outcome(split.task, stitched.worker, report.frames_out, split.busy_s, report)
+
+    def _report(self, outcome: Outcome) -> None:
         self.outcomes.append(outcome)
         if self.on_outcome is not None and not self.on_outcome(outcome):
-            self.stopped = f"stopped after {task.src}"
-
+            self.stopped = f"stopped after {outcome.task.src}"
     def _progress(self, now: float) -> ClusterProgress:
         try:
             beats = ray.get(self.board.snapshot.remote(), timeout=5)

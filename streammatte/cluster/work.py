@@ -24,20 +24,25 @@ from ..chain import open_configured_engine
 from ..config import MatteConfig
 from ..errors import StreamMatteError
 from ..pipeline import PipelineStats
+from .segments import SegmentPlan, matte_segment, stitch
 
-TaskKind = Literal["video", "image"]
+TaskKind = Literal["video", "image", "segment", "stitch"]
 
 
 @dataclass(frozen=True, slots=True)
 class Task:
-    """One unit of work: matte ``src`` into ``dst``. ``frames``: how many frames it should
-    give (for the progress line; 0 when unknown). ``key`` names it uniquely in a run."""
+    """One unit of work: matte ``src`` into ``dst`` (``video``, ``image``), or one segment of
+    a long video (``segment``: ``plan`` and ``index``), or join a plan's segments
+    (``stitch``). ``frames``: how many frames it should give (for the progress line; 0 when
+    unknown). ``key`` names it uniquely in a run."""
 
     key: str
     kind: TaskKind
     src: Path
     dst: Path
     frames: int = 0
+    plan: SegmentPlan | None = None
+    index: int = -1
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,17 +111,26 @@ class Worker:
         finally:
             with self._lock:
                 self._current = None
-        frames = report.frames_out if report is not None else 1
+        frames = report.frames_out if report is not None else int(task.kind == "image")
         return Outcome(task, self.identity, frames, time.perf_counter() - started, report)
 
     def _run(self, task: Task) -> RunReport | None:
         if task.kind == "image":
             matte_image(task.src, task.dst, self.config, engine=self.engine)
             return None
+        if task.kind == "stitch":
+            assert task.plan is not None
+            return stitch(task.plan, self.config)
+
+        # a segment's history frames go through the chain first and are not its own
+        history = 0 if task.plan is None else task.plan.history_before(task.index)
 
         def on_progress(stats: PipelineStats) -> None:
-            self._progress(task.key, stats.frames_out)
+            self._progress(task.key, max(0, stats.frames_out - history))
 
+        if task.kind == "segment":
+            assert task.plan is not None
+            return matte_segment(task.plan, task.index, self.config, self.engine, on_progress)
         return matte_video(task.src, task.dst, self.config, engine=self.engine,
                            on_progress=on_progress)
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 from ..cluster.report import ClusterProgress
+from ..cluster.segments import DEFAULT_SEGMENT_S
 from ..cluster.work import Outcome, Task
 from ..config import MatteConfig
 from ..errors import ConfigError, SinkError
@@ -24,7 +25,7 @@ from .batch import FOLDER_FULL, make_output_folder, report_tally
 from .common import hf_auth_tokens
 
 
-def add_cluster_options(parser: argparse.ArgumentParser) -> None:
+def add_cluster_options(parser: argparse.ArgumentParser, *, video: bool) -> None:
     group = parser.add_argument_group("cluster (needs streammatte[ray])")
     group.add_argument("--ray", action="store_true",
                        help="run on a Ray cluster: the one at --ray-address or $RAY_ADDRESS, "
@@ -36,6 +37,11 @@ def add_cluster_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--ray-workers", type=int, metavar="N",
                        help="at most N workers (default: as many as the cluster's CPUs, or "
                        "GPUs for a GPU run, hold)")
+    if video:
+        group.add_argument("--segment-s", type=float, default=DEFAULT_SEGMENT_S, metavar="S",
+                           help="with --ray, a video longer than S seconds is cut at keyframes "
+                           "into segments of about S seconds, matted in parallel and stitched "
+                           f"(default: {DEFAULT_SEGMENT_S:g})")
 
 
 def wants_cluster(args: argparse.Namespace) -> bool:
@@ -55,7 +61,7 @@ def run_on_cluster(args: argparse.Namespace, config: MatteConfig,
                           "pip install 'streammatte[ray]'") from exc
 
     options = RayOptions(address=args.ray_address or os.environ.get("RAY_ADDRESS") or None,
-                         workers=args.ray_workers)
+                         workers=args.ray_workers, segment_s=getattr(args, "segment_s", None))
     quiet: bool = args.quiet
     if batch:
         make_output_folder(pairs)

@@ -32,7 +32,7 @@ def add_parser(subparsers: SubParsers) -> None:
                         "receives one PNG per input")
     add_engine_options(parser)
     add_output_options(parser, video=False)
-    add_cluster_options(parser)
+    add_cluster_options(parser, video=False)
     parser.set_defaults(func=run)
 
 

@@ -44,7 +44,7 @@ def add_parser(subparsers: SubParsers) -> None:
                         "a batch, the folder that receives one result per input")
     add_engine_options(parser)
     add_output_options(parser, video=True)
-    add_cluster_options(parser)
+    add_cluster_options(parser, video=True)
     parser.set_defaults(func=run)
 
 
