@@ -134,7 +134,8 @@ def keyframe_cuts(src: Path, every_s: float) -> tuple[list[float], float | None,
         start = Fraction(container.start_time or 0, av.time_base)
         cuts: list[float] = []
         for k in range(1, math.ceil(duration / every_s)):
-            target = start + Fraction(k * every_s)
+            # 0.96 s is 0.95999… as a float: a cut on a keyframe's exact time must find it
+            target = start + Fraction(k * every_s).limit_denominator(1_000_000)
             try:
                 container.seek(math.floor(target / stream.time_base), stream=stream,
                                backward=True)
