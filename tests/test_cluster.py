@@ -102,8 +102,9 @@ def _clips(folder: Path) -> list[Path]:
     folder.mkdir()
     clips = []
     for name, frames in (("a", 5), ("b", 7), ("c", 4)):
+        # b has a keyframe every 4 frames (0.4 s): --segment-s 0.4 cuts it in two
         make_video(folder / f"{name}.mp4", frames=frames, size=(64, 48),
-                   audio="aac" if name == "a" else None)
+                   audio="aac" if name == "a" else None, gop=4 if name == "b" else None)
         clips.append(folder / f"{name}.mp4")
     return clips
 
@@ -111,9 +112,10 @@ def _clips(folder: Path) -> list[Path]:
 def test_a_batch_on_ray_is_the_local_batch_byte_for_byte(
         tmp_path: Path, local_ray: None, u2netp_path: Path,
         capsys: pytest.CaptureFixture[str]) -> None:
-    """Byte for byte on ProRes; H.264 and WebM are not reproducible byte for byte even from
-    one local run to the next (x264 with automatic threads in a worker thread; Matroska's
-    random UIDs), so for them the decoded frames are compared (the skip-existing test)."""
+    """Byte for byte on ProRes, b.mp4 cut in two segments and stitched included; H.264 and
+    WebM are not reproducible byte for byte even from one local run to the next (x264 with
+    automatic threads in a worker thread; Matroska's random UIDs), so for them the decoded
+    frames are compared (the skip-existing test)."""
     clips = _clips(tmp_path / "clips")
     bad = tmp_path / "clips" / "bad.mp4"
     bad.write_bytes(b"not a video")
@@ -121,19 +123,26 @@ def test_a_batch_on_ray_is_the_local_batch_byte_for_byte(
     assert main(["video", *map(str, clips), "-o", str(tmp_path / "local"), *common]) == 0
     capsys.readouterr()
     assert main(["video", str(tmp_path / "clips"), "-o", str(tmp_path / "ray"), "--ray",
-                 *common]) == 2  # bad.mp4 failed; the others went on
+                 "--segment-s", "0.4", *common]) == 2  # bad.mp4 failed; the others went on
     err = capsys.readouterr().err
+    assert err.count("note: 2 segments of ~4 frames") == 1  # b.mp4, and only b
     names = sorted(p.name for p in (tmp_path / "local").iterdir())
     assert names == ["a.mov", "b.mov", "c.mov"]
     assert sorted(p.name for p in (tmp_path / "ray").iterdir()) == names
-    for name in names:
+    for name in ("a.mov", "c.mov"):
         assert (tmp_path / "ray" / name).read_bytes() == (tmp_path / "local" / name).read_bytes()
+    # stitched, b's packets are the one run's; only its header says more (MOV's field atom)
+    b_ray, b_local = tmp_path / "ray" / "b.mov", tmp_path / "local" / "b.mov"
+    assert _video_packets(b_ray) == _video_packets(b_local)
+    assert _frame_times(b_ray) == _frame_times(b_local)
+    assert _codec_tag(b_ray) == _codec_tag(b_local) == "ap4h"
     assert err.count(f"{bad}: not a readable video") == 2  # as it failed, and in the tally
     assert "3 of 4 done; failed:" in err
     # the run report: per-worker counts that add up to the batch
     lines = [line.strip() for line in err.splitlines() if line.strip().startswith("worker ")]
     assert len(lines) == 2
-    assert sum(int(line.split(": ")[1].split(" task")[0]) for line in lines) == 4
+    # a, c, bad, and b's two segments and its stitch
+    assert sum(int(line.split(": ")[1].split(" task")[0]) for line in lines) == 6
     assert sum(int(line.split(", ")[-2].split()[0]) for line in lines) == 5 + 7 + 4
     assert "audio: aac (copied)" in err
     assert _partials(tmp_path) == []
@@ -211,6 +220,7 @@ def test_stitched_segments_keep_the_frames_timestamps_and_audio_of_one_run(
     assert not plan.work.exists()
     if suffix:
         assert _video_packets(plan.dst) == segment_packets
+        assert _codec_tag(plan.dst) == _codec_tag(one.output)
         assert _frame_times(plan.dst) == _frame_times(one.output)
         assert _audio_packets(plan.dst) == _audio_packets(one.output)
     else:
@@ -221,6 +231,11 @@ def test_stitched_segments_keep_the_frames_timestamps_and_audio_of_one_run(
 def _video_packets(path: Path) -> list[bytes]:
     with av.open(str(path)) as container:
         return [bytes(p) for p in container.demux(video=0) if p.size]
+
+
+def _codec_tag(path: Path) -> str:
+    with av.open(str(path)) as container:
+        return str(container.streams.video[0].codec_context.codec_tag)
 
 
 def _frame_times(path: Path) -> list[Fraction]:

@@ -262,6 +262,9 @@ def _remux(paths: list[Path], out_path: Path, src: Path, fmt: OutputFormat
         template = first.streams.video[0]
         stream: Any = out.add_stream_from_template(template)
         stream.time_base = template.time_base
+        # the template leaves the tag out: MOV would then call ProRes 4444 "apch" (422 HQ),
+        # and players that go by the tag would drop the alpha
+        stream.codec_context.codec_tag = template.codec_context.codec_tag
         audio = AudioCarrier(src, out, fmt) if _has_audio(src) else None
         last_dts: int | None = None
         for path in paths:
