@@ -1,6 +1,6 @@
 """Throughput of a batch on Ray with 1 and 2 workers against the plain one-machine run.
 
-    python benchmarks/ray_scale.py                      # 4 clips of 30 frames, 3 rounds
+    python benchmarks/ray_scale.py                      # 4 clips of 20 frames, 3 rounds
     python benchmarks/ray_scale.py --clips 6 --frames 60 --rounds 5 --engine u2net
 
 The batch: ``--clips`` copies of the first ``--frames`` frames of the sample clip
@@ -41,10 +41,12 @@ def make_clips(folder: Path, clips: int, frames: int) -> list[Path]:
         stream = dst.add_stream("libx264", rate=src.streams.video[0].average_rate)
         stream.width, stream.height = src.streams.video[0].width, src.streams.video[0].height
         stream.pix_fmt = "yuv420p"
-        for i, frame in enumerate(src.decode(video=0)):
+        for i, decoded in enumerate(src.decode(video=0)):
             if i == frames:
                 break
-            frame.pts = None
+            frame = av.VideoFrame.from_ndarray(decoded.to_ndarray(format="rgb24"),
+                                               format="rgb24")
+            frame.pts = i
             for packet in stream.encode(frame):
                 dst.mux(packet)
         for packet in stream.encode(None):
@@ -59,7 +61,7 @@ def make_clips(folder: Path, clips: int, frames: int) -> list[Path]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--clips", type=int, default=4)
-    parser.add_argument("--frames", type=int, default=30)
+    parser.add_argument("--frames", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--engine", default="u2netp")
     args = parser.parse_args()
