@@ -41,7 +41,7 @@ def add_cluster_options(parser: argparse.ArgumentParser, *, video: bool) -> None
         group.add_argument("--segment-s", type=float, default=DEFAULT_SEGMENT_S, metavar="S",
                            help="with --ray, a video longer than S seconds is cut at keyframes "
                            "into segments of about S seconds, matted in parallel and stitched "
-                           "(default: %(default)s)")
+                           f"(default: {DEFAULT_SEGMENT_S})")
 
 
 def wants_cluster(args: argparse.Namespace) -> bool:
