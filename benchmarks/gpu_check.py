@@ -13,6 +13,10 @@ Checks, in order:
 - ``fps``: engine-only fps (``enqueue`` in a loop) vs end-to-end fps (decode a 1080p video →
   GPU chain → encode, through ``matte_video`` itself) for u2netp and u2net; the issue's
   target is end-to-end/engine >= 0.9.
+- ``selfcheck``: the GPU chain's self-check as users get it (``matte_video`` with
+  ``--backend`` named, 30 frames of 1080p), on the all-GPU chain and on the host chain around
+  the GPU engine (the default temporal mode), with what it compared and, for the host chain,
+  what the host stages cost against the engine.
 
 Needs pycuda and either TensorRT (``--backend trt``) or onnxruntime-gpu
 (``--backend onnxruntime-cuda``). Nothing here is run by CI.
@@ -220,7 +224,6 @@ def check_fps(engine: Any, video: Path, frames: int) -> list[Row]:
     from streammatte.api import matte_video
     from streammatte.cuda.runtime import alloc_device
 
-    cuda = engine._cuda
     with engine.context.active():
         d_in = alloc_device(engine.context, int(np.prod(engine.input_shape(1))) * 4, "bench")
         d_out = alloc_device(engine.context, int(np.prod(engine.output_shape(1))) * 4, "bench")
@@ -232,7 +235,6 @@ def check_fps(engine: Any, video: Path, frames: int) -> list[Row]:
             engine.enqueue(d_in, d_out, 1)
         engine.stream.synchronize()
         engine_fps = frames / (time.perf_counter() - start)
-    del cuda
     with tempfile.TemporaryDirectory() as tmp:
         # the product path: matte_video takes the all-GPU chain for a device-buffer engine
         report = matte_video(video, Path(tmp) / "out.mp4", engine=engine, temporal="ema",
@@ -248,18 +250,51 @@ def check_fps(engine: Any, video: Path, frames: int) -> list[Row]:
                 "ok" if ratio >= 0.9 else "below 0.9 target")]
 
 
+def check_selfcheck(backend: str, name: str, models_dir: Path | None, video: Path
+                    ) -> list[Row]:
+    """The product path's self-check on this GPU: ``matte_video`` with ``backend`` named
+    (so a failure raises instead of falling back), once on the all-GPU chain (``--temporal
+    ema``) and once on the host chain around the GPU engine (the default temporal mode), with
+    the run notes: what was compared, and what the host stages cost beside the engine. The
+    record goes to a temporary cache, so the comparison is always made."""
+    from streammatte.api import matte_video
+    from streammatte.config import MatteConfig
+    from streammatte.errors import GpuCheckError
+    from streammatte.inference import resolve_model
+    from streammatte.models.catalog import get_spec
+
+    model = resolve_model(get_spec(name), models_dir=models_dir)
+    rows = []
+    for temporal in ("ema", MatteConfig().temporal):
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                report = matte_video(video, Path(tmp) / "out.mp4", engine=name,
+                                     model_file=model, models_dir=Path(tmp), backend=backend,
+                                     temporal=temporal, background="#00b140")
+            except GpuCheckError as exc:
+                rows.append(Row(f"{name} self-check, --temporal {temporal}", str(exc), "FAIL"))
+                continue
+        notes = [n for n in report.notes if "self-check" in n or "host stages" in n]
+        chain = "all-GPU chain" if any("all-GPU chain" in n for n in report.notes) else (
+            "host chain")
+        rows.append(Row(f"{name} self-check, --temporal {temporal} ({chain}, "
+                        f"{report.frames_out} frames, {report.fps:.1f} fps)",
+                        " / ".join(notes), "ok" if report.frames_out else "FAIL"))
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", action="append",
-                        choices=["kernels", "copies", "overlap", "fps"])
+                        choices=["kernels", "copies", "overlap", "fps", "selfcheck"])
     parser.add_argument("--backend", default="trt", choices=["trt", "onnxruntime-cuda"])
     parser.add_argument("--models", default="u2netp,u2net")
     parser.add_argument("--models-dir", type=Path)
     parser.add_argument("--frames", type=int, default=300)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    only = set(args.only or ["kernels", "copies", "overlap", "fps"])
+    only = set(args.only or ["kernels", "copies", "overlap", "fps", "selfcheck"])
     try:
         cuda, ctx = _gpu()
     except StreamMatteError as exc:
@@ -271,20 +306,26 @@ def main() -> int:
         rows += check_kernels(cuda, ctx)
     if "copies" in only:
         rows += check_copies(cuda, ctx)
-    if only & {"overlap", "fps"}:
+    if only & {"overlap", "fps", "selfcheck"}:
         with tempfile.TemporaryDirectory() as tmp:
             video = Path(tmp) / "1080p.mp4"
+            short = Path(tmp) / "1080p-short.mp4"
             if "fps" in only:
                 _make_video(video, args.frames)
+            if "selfcheck" in only:
+                _make_video(short, 30)
             for name in args.models.split(","):
-                engine = _open_engine(args.backend, name, args.models_dir, 1)
-                try:
-                    if "overlap" in only:
-                        rows += check_overlap(engine)
-                    if "fps" in only:
-                        rows += check_fps(engine, video, args.frames)
-                finally:
-                    engine.close()
+                if only & {"overlap", "fps"}:
+                    engine = _open_engine(args.backend, name, args.models_dir, 1)
+                    try:
+                        if "overlap" in only:
+                            rows += check_overlap(engine)
+                        if "fps" in only:
+                            rows += check_fps(engine, video, args.frames)
+                    finally:
+                        engine.close()
+                if "selfcheck" in only:
+                    rows += check_selfcheck(args.backend, name, args.models_dir, short)
     if args.json:
         print(json.dumps([r.__dict__ for r in rows], indent=1))
     else:

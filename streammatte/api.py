@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,15 +28,16 @@ from .frames import FramePacket, RGBImage
 from .inference import Engine
 from .models.store import ProgressFn
 from .pipeline import CancelHandle, Pipeline, PipelineStats
-from .sinks.file import FileSink
-from .sinks.formats import OutputFormat, format_for
-from .sinks.publish import StagedOutput, check_output, write_error
-from .sources.file import FileSource
+from .sinks.file import FileSink, SharedAudio
+from .sinks.formats import FORMATS, OutputFormat, format_for, format_for_stdout
+from .sinks.publish import StagedOutput, check_output, publish_all, write_error
+from .sources.file import FileSource, is_stdio
 
 __all__ = [
     "MatteResult",
     "Matter",
     "RunReport",
+    "WrittenOutput",
     "matte_frames",
     "matte_image",
     "matte_video",
@@ -43,9 +45,26 @@ __all__ = [
 ]
 
 
+@dataclass(frozen=True, slots=True)
+class WrittenOutput:
+    """One file (or PNG folder) a run published, or the stream it wrote to stdout (``path``
+    ``-``): ``kind`` is ``composite`` (the main output: the composite, or the cut-out without
+    a background), ``matte`` or ``foreground``; ``encoder`` is the one that ran (``libx264``,
+    ``h264_nvenc``; None for PNG frames); ``audio_tracks`` what became of each input audio
+    track in this output (every output that can hold audio carries it)."""
+
+    kind: str
+    path: Path
+    format: str
+    encoder: str | None
+    audio_tracks: tuple[str, ...] = ()
+
+
 @dataclass(slots=True)
 class RunReport:
-    """What a run did: counts, speed, and anything the user should know."""
+    """What a run did: counts, speed, and anything the user should know. ``output`` and
+    ``format`` are the main output's; ``outputs`` lists every output published, the main
+    one first; ``device`` is where the engine ran (``cpu``, ``cuda:0``)."""
 
     output: Path
     engine: str
@@ -56,6 +75,8 @@ class RunReport:
     stats: PipelineStats
     audio_tracks: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    outputs: list[WrittenOutput] = field(default_factory=list)
+    device: str = ""
 
     @property
     def fps(self) -> float:
@@ -87,6 +108,8 @@ def matte_video(
     output_path: str | os.PathLike[str],
     config: MatteConfig | None = None,
     *,
+    matte_output: str | os.PathLike[str] | None = None,
+    foreground_output: str | os.PathLike[str] | None = None,
     on_progress: Callable[[PipelineStats], None] | None = None,
     on_download: ProgressFn | None = None,
     engine: str | Engine | None = None,
@@ -98,38 +121,129 @@ def matte_video(
 
     ``options`` are MatteConfig fields (``engine="u2net"``, ``background="blur"``, …). The
     output is written to a temporary file beside ``output_path`` and renamed on success; the
-    input is never touched. Audio streams are carried over; timestamps are kept.
+    input is never touched. Audio streams are carried over; timestamps are kept (a trim's,
+    ``start_s``/``end_s``/``max_frames``, start at zero). ``-`` as the input reads a stream
+    from stdin; as ``output_path`` it writes one to stdout (``format_for_stdout``: Matroska
+    unless the format is NUT, y4m or GIF), which cannot be staged: a failed run leaves it
+    ended early.
     ``engine`` is a name (like the config field) or an open Engine to reuse across calls;
     ``auth_tokens`` ({host: token}) reach gated model sources on a first-use pull.
     ``cancel`` (a ``threading.Event``, or any object with ``is_set()``) is checked between
     frames: once set, the run stops, leaves no output and raises CancelledRun.
+
+    Several outputs come from one decode and one engine run: ``matte_output`` (the matte as
+    greyscale video, or PNGs in a folder) and ``foreground_output`` (the foreground colour,
+    despilled with ``despill``, with its alpha: a format with alpha, .mov, .webm, .gif or a
+    folder) beside ``output_path``; they are files, not stdout. Each carries the input's
+    audio (trimmed alike) where its format holds audio, as the main output does:
+    ``RunReport.outputs[].audio_tracks`` says what each got. Every output is finished before
+    any is published; a run that fails before that publishes none
+    (``sinks.publish.publish_all`` says what happens when one of them cannot be published at
+    the very end).
     """
     engine, config = _split_engine(engine, config, options)
     src, dst = Path(input_path), Path(output_path)
-    fmt = format_for(dst, config.output_format)
+    to_stdout = is_stdio(dst)
+    fmt = format_for_stdout(config.output_format, background=config.background,
+                            encoding=config.encoding) if to_stdout \
+        else format_for(dst, config.output_format, config.encoding, background=config.background)
     inputs = _inputs_of(src, config, _output_mode(fmt))
-    # refused before the input is even opened; the sink checks again as it stages its output
-    check_output(dst, folder=fmt.codec is None, overwrite=config.overwrite, inputs=inputs)
-    # the sink before the chain: a folder that cannot be written fails before the model loads
-    with FileSource(src, strict=config.strict) as source, \
-            FileSink(dst, fmt, frame_rate=source.frame_rate, overwrite=config.overwrite,
-                     audio_from=src if source.audio_streams else None, inputs=inputs) as sink, \
-            Chain(config, engine=engine, output=_output_mode(fmt), on_download=on_download,
-                  auth_tokens=auth_tokens) as chain:
-        pipeline = Pipeline(source, chain.stages(sink.write),
+    extras = _extra_outputs(dst, matte_output, foreground_output)
+    # refused before the input is even opened; each sink checks again as it stages its output
+    for path, f in [*([] if to_stdout else [(dst, fmt)]), *[(p, f) for _, p, f in extras]]:
+        check_output(path, folder=f.codec is None, overwrite=config.overwrite, inputs=inputs)
+    # the sinks before the chain: a folder that cannot be written fails before the model loads
+    with contextlib.ExitStack() as stack:
+        source = stack.enter_context(FileSource(
+            src, strict=config.strict, decode_range=config.decode_range(), audio=True))
+        # one read of the input feeds every output's audio (a trim's cut included)
+        audio = None if source.audio_feed is None else SharedAudio(source.audio_feed)
+
+        def sink_for(path: Path, f: OutputFormat) -> FileSink:
+            return stack.enter_context(FileSink(
+                path, f, frame_rate=source.frame_rate, overwrite=config.overwrite,
+                audio=audio, inputs=inputs))
+
+        sink = sink_for(dst, fmt)
+        others = [(kind, sink_for(path, f)) for kind, path, f in extras]
+        chain = stack.enter_context(Chain(config, engine=engine, output=_output_mode(fmt),
+                                          on_download=on_download, auth_tokens=auth_tokens))
+        write = sink.write if not others else _writer(sink, others)
+        pipeline = Pipeline(source, chain.stages(write, want_alpha=bool(others)),
                             max_queue_frames=config.max_queue_frames, cancel=cancel)
         stats = pipeline.run(on_progress)
         if sink.frames_written == 0:
-            raise SourceError(f"{src}: no frame could be decoded: {source.why_empty()}")
-        notes = chain.notes + _source_notes(source)
-        if sink.padded_to_even:
-            notes.append(f"{fmt.name} needs even frame sizes: {source.width}×{source.height} was "
-                         "padded by one repeated pixel row/column")
+            raise SourceError(f"{source.label}: no frame could be decoded: "
+                              f"{source.why_empty()}")
+        sinks = [("matte" if fmt.matte_only else "composite", sink), *others]
+        for _, each in sinks:
+            each.finish()
+        publish_all([each.staged for _, each in sinks if each.staged is not None])
+        notes = chain.run_notes(stats) + _source_notes(source)
+        for _, each in sinks:
+            notes += each.notes
+            if each.padded_to_even:
+                notes.append(f"{each.name}: {each.format.name} needs even frame sizes: "
+                             f"{source.width}×{source.height} was padded by one repeated pixel "
+                             "row/column")
+                break  # said once: every such output is padded alike
     return RunReport(
         output=dst, engine=chain.engine.describe(), format=fmt.name, frames_in=stats.frames_in,
         frames_out=sink.frames_written, elapsed_s=stats.elapsed_s, stats=stats,
-        audio_tracks=sink.audio_tracks, notes=notes,
+        audio_tracks=sink.audio_tracks, notes=notes, device=chain.engine.device,
+        outputs=[WrittenOutput(kind, each.path, each.format.name, each.encoder,
+                               tuple(each.audio_tracks)) for kind, each in sinks],
     )
+
+
+def _extra_outputs(main: Path, matte: str | os.PathLike[str] | None,
+                   foreground: str | os.PathLike[str] | None
+                   ) -> list[tuple[str, Path, OutputFormat]]:
+    """(kind, path, format) of a run's outputs beside the main one, checked up front."""
+    extras: list[tuple[str, Path, OutputFormat]] = []
+    for kind, path in (("matte", matte), ("foreground", foreground)):
+        if path is not None and is_stdio(path):
+            raise ConfigError(f"the {kind} output is a file or folder; only the main output "
+                              "(-o -) can be written to stdout")
+    if matte is not None:
+        path = Path(matte)
+        # without extension: a folder of greyscale PNGs
+        extras.append(("matte", path, format_for(path, "matte") if path.suffix
+                       else FORMATS["png"]))
+    if foreground is not None:
+        path = Path(foreground)
+        fmt = format_for(path)
+        if not fmt.alpha:
+            raise ConfigError(f"{path}: the foreground output needs a format with alpha "
+                              "(.mov, .webm, .mkv, .gif, .nut, or a folder for PNG frames)")
+        extras.append(("foreground", path, fmt))
+    seen = {main.resolve(): main}
+    for _, path, _ in extras:
+        if path.resolve() in seen:
+            raise ConfigError(f"{path}: two outputs of this run would be the same file "
+                              f"({seen[path.resolve()]}); give each its own path")
+        seen[path.resolve()] = path
+    return extras
+
+
+def _writer(main: FileSink, others: list[tuple[str, FileSink]]
+            ) -> Callable[[FramePacket], None]:
+    """The encode step for several outputs: the main one takes the composed frame, the
+    others their own picture from the frame's alpha."""
+
+    def write(packet: FramePacket) -> None:
+        main.write(packet)
+        if packet.alpha is None:
+            raise RuntimeError(f"frame {packet.index}: the chain gave no alpha")
+        alpha = alpha_to_uint8(packet.alpha)
+        for kind, sink in others:
+            if kind == "matte":
+                sink.write_picture(packet, alpha)
+            else:
+                colour = packet.image if packet.foreground is None else packet.foreground
+                sink.write_picture(packet, np.dstack([colour, alpha]))
+
+    return write
 
 
 def _source_notes(source: FileSource) -> list[str]:
@@ -176,6 +290,36 @@ def matte_image(
     atomically, never over the input or an existing file unless ``overwrite``.
     """
     engine, config = _split_engine(engine, config, options)
+    return image_run(image, output_path, config, engine=engine, on_download=on_download,
+                     auth_tokens=auth_tokens).image
+
+
+@dataclass(slots=True)
+class ImageRun:
+    """What ``image_run`` did: the output array, the engine (``describe()``) and its device,
+    and the seconds each step took (``read``, ``matte``: engine, alpha and mask, ``compose``,
+    ``write``), for the run report."""
+
+    image: npt.NDArray[np.uint8]
+    engine: str
+    device: str
+    timings: list[tuple[str, float]]
+
+
+def image_run(image: str | os.PathLike[str] | npt.NDArray[np.uint8] | Any,
+              output_path: str | os.PathLike[str] | None, config: MatteConfig, *,
+              engine: Engine | None = None, on_download: ProgressFn | None = None,
+              auth_tokens: Mapping[str, str] | None = None) -> ImageRun:
+    """``matte_image`` with its timings (see there)."""
+    timings: list[tuple[str, float]] = []
+    clock = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings.append((name, now - clock))
+        clock = now
+
     src = Path(image) if isinstance(image, (str, os.PathLike)) else None
     dst = Path(output_path) if output_path is not None else None
     has_alpha = dst is None or dst.suffix.lower() in (".png", ".webp", ".tif", ".tiff")
@@ -189,14 +333,22 @@ def matte_image(
             staged = cleanup.enter_context(StagedOutput(
                 dst, folder=False, overwrite=config.overwrite, suffix=dst.suffix,
                 inputs=_inputs_of(src, config, mode)))
+        clock = time.perf_counter()
         picture = read_image_rgb(src) if src is not None else _rgb_array(image, "image")
+        lap("read")
         # a still has no neighbours to smooth against
-        with Chain(config.with_options(temporal="none"), engine=engine, output=mode,
-                   on_download=on_download, auth_tokens=auth_tokens) as chain:
-            out = chain.composite(picture, chain.alpha(picture))
+        chain = cleanup.enter_context(Chain(
+            config.with_options(temporal="none"), engine=engine, output=mode,
+            on_download=on_download, auth_tokens=auth_tokens))
+        clock = time.perf_counter()  # loading the model is no step of the image's
+        alpha = chain.alpha(picture)
+        lap("matte")
+        out = chain.composite(picture, alpha)
+        lap("compose")
         if staged is not None:
             _publish_image(staged, out)
-    return out
+            lap("write")
+    return ImageRun(out, chain.engine.describe(), chain.engine.device, timings)
 
 
 def _rgb_array(image: object, what: str) -> RGBImage:

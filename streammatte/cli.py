@@ -2,7 +2,8 @@
 
 Errors the user can fix print as one line (``streammatte: error: clip.mp4: no such file``) and
 exit with status 2, and so does any OS error (a full disk, a read-only folder); Ctrl-C exits
-with 130 and SIGTERM with 143, both leaving no partial output.
+with 130 and SIGTERM with 143, both leaving no partial output (a stream on stdout, which has
+gone out as it was written, just ends early).
 """
 
 from __future__ import annotations
@@ -85,10 +86,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             status: int = args.func(args)
         return status
     except Terminated:
-        print("\nstreammatte: terminated; no partial output was left", file=sys.stderr)
+        print(f"\nstreammatte: terminated; {_left_behind(args)}", file=sys.stderr)
         return TERMINATED
     except KeyboardInterrupt:
-        print("\nstreammatte: interrupted; no partial output was left", file=sys.stderr)
+        print(f"\nstreammatte: interrupted; {_left_behind(args)}", file=sys.stderr)
         return INTERRUPTED
     except StreamMatteError as exc:
         print(f"streammatte: error: {exc}", file=sys.stderr)
@@ -100,6 +101,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"streammatte: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 2
+
+
+def _left_behind(args: argparse.Namespace) -> str:
+    """What a stopped run leaves: no partial file, but what went to stdout is already out."""
+    from .sources.file import is_stdio
+
+    output = getattr(args, "output", None)
+    if output is not None and is_stdio(output):
+        return "the stream on stdout ends early here; no partial file was left"
+    return "no partial output was left"
 
 
 def entry() -> NoReturn:

@@ -177,13 +177,18 @@ class Compositor:
         assert self._video is not None
         return fit_cover(next(self._video), (w, h))
 
-    def __call__(self, frame: RGBImage, alpha: Alpha) -> npt.NDArray[np.uint8]:
+    def __call__(self, frame: RGBImage, alpha: Alpha,
+                 foreground: RGBImage | None = None) -> npt.NDArray[np.uint8]:
+        """``frame`` over the background by ``alpha``; ``foreground`` (the despilled colour,
+        ``mask.MaskStep.foreground``) is the colour laid over it when given, while a blurred
+        background is still made from ``frame``."""
         if self.mode == "matte":
             return alpha_to_uint8(alpha)
+        colour = frame if foreground is None else foreground
         if self.background.is_transparent:
-            rgba: npt.NDArray[np.uint8] = np.dstack([frame, alpha_to_uint8(alpha)])
+            rgba: npt.NDArray[np.uint8] = np.dstack([colour, alpha_to_uint8(alpha)])
             return rgba
-        composite = blend(frame, self._backdrop(frame), alpha)
+        composite = blend(colour, self._backdrop(frame), alpha)
         if self.mode == "rgba":
             opaque = np.full(composite.shape[:2], 255, np.uint8)
             out: npt.NDArray[np.uint8] = np.dstack([composite, opaque])

@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from .errors import ConfigError
 from .refine import UPSAMPLERS
+from .sinks.formats import Encoding
 from .temporal import temporal_modes
 
 #: the engine every entry point uses when none is named (the library, the CLI, the server)
@@ -49,6 +50,33 @@ class MatteConfig:
     #: fail on the first damaged packet instead of concealing and counting
     strict: bool = False
     overwrite: bool = False
+    #: the video encoder: None (the format's), ``auto`` (the format's codec on a hardware
+    #: encoder when one opens), a codec (``h264``, ``hevc``, ``av1``, ``prores``, ``vp9``) or
+    #: a hardware encoder (``h264_nvenc``, …); see ``sinks.formats.Encoding``
+    codec: str | None = None
+    #: constant quality in the codec's own scale (lower is better), or None: the format's
+    crf: int | None = None
+    #: the codec's speed preset (x264's names for h264/hevc, 0–13 for av1, 0–8 for vp9)
+    preset: str | None = None
+    #: a target bit rate instead of constant quality
+    bitrate_bps: int | None = None
+    #: mask controls (``streammatte.mask``), after temporal smoothing, before compositing:
+    #: alpha ≥ threshold → opaque, else clear (a hard mask); None: the soft matte as it is
+    threshold: float | None = None
+    #: erode (shrink) or dilate (grow) the mask by this many frame pixels
+    shrink_px: int = 0
+    grow_px: int = 0
+    #: soften the mask's edge so it ramps over about this many frame pixels
+    feather_px: float = 0.0
+    #: estimate the foreground colour under soft edges, so no fringe of the old background
+    #: shows in the composite (``refine.decontaminate``)
+    despill: bool = False
+    #: files only: matte from this time on (seconds from the start of the file, as
+    #: ``ffmpeg -ss`` counts), up to ``end_s`` (exclusive) and at most ``max_frames`` frames;
+    #: the output's timestamps then start at zero and its audio is cut to match
+    start_s: float = 0.0
+    end_s: float | None = None
+    max_frames: int | None = None
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -71,6 +99,32 @@ class MatteConfig:
             raise ConfigError(f"input_size should be (width, height) > 0, got {self.input_size}")
         if self.short_side is not None and self.short_side < 1:
             raise ConfigError(f"short_side should be >= 1, got {self.short_side}")
+        if self.crf is not None and self.crf < 0:
+            raise ConfigError(f"crf should be >= 0, got {self.crf}")
+        if self.bitrate_bps is not None and self.bitrate_bps < 1000:
+            raise ConfigError(f"bitrate_bps should be >= 1000 (bits/s), got {self.bitrate_bps}")
+        if self.threshold is not None and not 0.0 < self.threshold < 1.0:
+            raise ConfigError(f"threshold should be between 0 and 1 (e.g. 0.5), got "
+                              f"{self.threshold}")
+        if self.shrink_px < 0 or self.grow_px < 0 or self.feather_px < 0:
+            raise ConfigError("shrink, grow and feather are pixel counts >= 0, got "
+                              f"{self.shrink_px}, {self.grow_px}, {self.feather_px}")
+        if self.shrink_px and self.grow_px:
+            raise ConfigError("choose shrink or grow, not both")
+        DecodeRange(start_s=self.start_s, end_s=self.end_s, max_frames=self.max_frames)
+
+    @property
+    def encoding(self) -> Encoding:
+        """What the encoder was asked for (``codec``, ``crf``, ``preset``, ``bitrate_bps``)."""
+        return Encoding(codec=self.codec, crf=self.crf, preset=self.preset,
+                        bit_rate=self.bitrate_bps)
+
+    def decode_range(self) -> DecodeRange | None:
+        """The trim as a file source takes it (timestamps rebased to zero), or None when the
+        whole file is wanted."""
+        trim = DecodeRange(start_s=self.start_s, end_s=self.end_s, max_frames=self.max_frames,
+                           rebase=True)
+        return trim if trim.trims else None
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> MatteConfig:

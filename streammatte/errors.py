@@ -45,3 +45,9 @@ class CancelledRun(StreamMatteError):
     """A run was stopped before the end of its input: its cancel handle was set (``cancel=``
     of ``matte_video`` / ``matte_frames``) or ``Pipeline.cancel()`` was called. Nothing
     partial is left behind: a file output is removed, as after any error."""
+
+
+class GpuCheckError(StreamMatteError, RuntimeError):
+    """The GPU chain failed its self-check (it raised while opening, compiling its kernels or
+    running the first frames, or its first frame disagreed with the CPU chain's) on a run that
+    named a GPU back-end: ``--backend auto`` falls back to the CPU chain instead."""

@@ -37,6 +37,9 @@ class FramePacket:
     output: npt.NDArray[np.uint8] | None = None
     run_engine: bool = True
     in_range: bool = True
+    #: the foreground colour under soft edges when the mask step despills (else None: the
+    #: frame itself); set with ``alpha``
+    foreground: RGBImage | None = None
 
     @property
     def time_s(self) -> float | None:

@@ -240,9 +240,10 @@ class Pipeline:
         except BaseException as exc:
             self._fail(stage.name, exc)
 
-    def _start(self, last: _Channel | None) -> tuple[list[threading.Thread], list[_Channel]]:
-        """Start the reader and one thread per stage; the last stage hands its frames to
-        ``last`` (``results()``) or counts them (``run()``, where the last stage writes)."""
+    def _prepare(self, last: _Channel | None
+                 ) -> tuple[list[threading.Thread], list[_Channel]]:
+        """The reader and one thread per stage, not started; the last stage hands its frames
+        to ``last`` (``results()``) or counts them (``run()``, where the last stage writes)."""
         channels = [
             _Channel(self.max_queue_frames, self.back_pressure if i == 0 else "block", self._stop)
             for i in range(len(self.stages))
@@ -255,8 +256,6 @@ class Pipeline:
             threads.append(threading.Thread(
                 target=self._work, args=(stage, self.stats.stages[i + 1], channels[i], out),
                 name=f"sm-{stage.name}", daemon=True))
-        for thread in threads:
-            thread.start()
         return threads, channels
 
     def _halt(self, threads: list[threading.Thread], channels: list[_Channel]) -> None:
@@ -269,7 +268,8 @@ class Pipeline:
         # (OpenCV, ONNX Runtime) when the interpreter exits aborts the whole process.
         deadline = time.monotonic() + _STOP_GRACE_S
         for thread in threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
+            if thread.ident is not None:  # a signal can land while they are being started
+                thread.join(max(0.0, deadline - time.monotonic()))
 
     def _outcome(self) -> PipelineStats:
         if self._errors:
@@ -285,8 +285,12 @@ class Pipeline:
             progress_interval_s: float = 0.25) -> PipelineStats:
         """Run to the end; re-raise the first stage error (its cause chained) in the caller."""
         started = time.perf_counter()
-        threads, channels = self._start(None)
+        threads, channels = self._prepare(None)
         try:
+            # started inside the try: Ctrl-C or SIGTERM can land in Thread.start()'s wait,
+            # and the threads already running must still be stopped before unwinding
+            for thread in threads:
+                thread.start()
             while any(t.is_alive() for t in threads):
                 for thread in threads:
                     thread.join(progress_interval_s / len(threads))
@@ -315,9 +319,11 @@ class Pipeline:
         """
         started = time.perf_counter()
         out = _Channel(self.max_queue_frames, "block", self._stop)
-        threads, channels = self._start(out)
+        threads, channels = self._prepare(out)
         finished = False
         try:
+            for thread in threads:
+                thread.start()
             while True:
                 try:
                     item = out.get()

@@ -127,24 +127,45 @@ def upsample(alpha: Alpha, frame: RGBImage, method: Upsampler = "guided", **kw: 
 
 
 def _spread(img: FloatArray, known: npt.NDArray[np.bool_],
-            radii: tuple[int, ...] = (3, 9, 27, 81)) -> FloatArray:
+            radii: tuple[int, ...] = (3, 9, 27, 81), coarse: int = 4) -> FloatArray:
     """Fill every pixel with the colour of the nearest known pixels: normalised box blurs of
-    growing size, each filling what the smaller ones could not reach."""
-    out = np.zeros_like(img)
-    filled = np.zeros(img.shape[:2], dtype=bool)
+    growing size, each filling what the smaller ones could not reach.
+
+    Only the first, smallest blur runs at full size; what it cannot reach is filled from the
+    larger ones on a ``coarse``-times smaller copy (area-averaged, so the normalised blur
+    means the same), as colours that far from any known pixel are smooth anyway. That is 4×
+    less work at 480p for the same colours within the first radius.
+    """
+    if not known.any():  # nothing to spread: every pixel keeps its own colour
+        return np.array(img, dtype=np.float32)
+    h, w = known.shape
     m = known.astype(np.float32)
-    for r in radii:
-        k = (2 * r + 1, 2 * r + 1)
-        wsum = cv2.blur(m, k)
-        reach = (wsum > 1e-4) & ~filled
+    weighted = img * m[..., None]
+    k = (2 * radii[0] + 1, 2 * radii[0] + 1)
+    wsum = cv2.blur(m, k)
+    near = wsum > 1e-4
+    out = np.asarray(cv2.blur(weighted, k) / np.maximum(wsum, 1e-6)[..., None], np.float32)
+    if near.all() or len(radii) == 1:
+        return out
+    sw, sh = max(1, w // coarse), max(1, h // coarse)
+    small_m = cv2.resize(m, (sw, sh), interpolation=cv2.INTER_AREA)
+    small_weighted = cv2.resize(weighted, (sw, sh), interpolation=cv2.INTER_AREA)
+    far = np.zeros((sh, sw, 3), np.float32)
+    filled = np.zeros((sh, sw), dtype=bool)
+    for r in radii[1:]:
+        side = 2 * max(1, round(r * sw / w)) + 1
+        wsum = cv2.blur(small_m, (side, side))
+        reach = (wsum > 1e-6) & ~filled
         if reach.any():
-            mean = cv2.blur(img * m[..., None], k) / np.maximum(wsum, 1e-4)[..., None]
-            out[reach] = mean[reach]
+            mean = cv2.blur(small_weighted, (side, side)) / np.maximum(wsum, 1e-6)[..., None]
+            np.copyto(far, mean, where=reach[..., None])
             filled |= reach
         if filled.all():
             break
     if not filled.all():  # no known pixel nearby at all: the image's mean known colour
-        out[~filled] = img[known].mean(axis=0) if known.any() else img[~filled]
+        far[~filled] = img[known].mean(axis=0)
+    far = cv2.resize(far, (w, h), interpolation=cv2.INTER_LINEAR)
+    np.copyto(out, far, where=~near[..., None])
     return out
 
 
@@ -167,11 +188,13 @@ def decontaminate(frame: RGBImage, alpha: Alpha, *, solid: float = 0.95,
         return np.array(frame, dtype=np.uint8)
     bg = _spread(img, a < clear)
     fg_near = _spread(img, a >= solid)
-    a3 = a[..., None]
-    fg = np.clip((img - (1.0 - a3) * bg) / np.maximum(a3, 1e-3), 0.0, 1.0)
-    trust = np.clip((a3 - clear) / 0.3, 0.0, 1.0)
-    fg = trust * fg + (1.0 - trust) * fg_near
-    out = np.where((a >= solid)[..., None], img, fg)
+    # clear pixels take the nearest solid colour, solid ones keep theirs; only the soft band
+    # (a thin part of the frame) is solved, pixel by pixel
+    out = np.where((a >= solid)[..., None], img, fg_near)
+    a1 = a[soft][:, None]
+    fg = np.clip((img[soft] - (1.0 - a1) * bg[soft]) / np.maximum(a1, 1e-3), 0.0, 1.0)
+    trust = np.clip((a1 - clear) / 0.3, 0.0, 1.0)
+    out[soft] = trust * fg + (1.0 - trust) * fg_near[soft]
     result: RGBImage = np.round(out * 255.0).astype(np.uint8)
     return result
 

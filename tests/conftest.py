@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from cuda_emulation import emulated, emulated_gpu  # noqa: F401 - fixtures for the GPU tests
 
 from streammatte.errors import ModelFetchError
 from streammatte.models.catalog import get_spec

@@ -116,6 +116,22 @@ def make_video(
     return alphas
 
 
+def cut_before_packet(src: Path, dst: Path, n: int) -> None:
+    """``src`` cut at the start of its ``n``-th video packet (in file order)."""
+    with av.open(str(src)) as container:
+        positions = sorted(p.pos for p in container.demux(video=0) if p.size and p.pos)
+    dst.write_bytes(src.read_bytes()[: positions[n]])
+
+
+def cut_mkv_eight_of_ten(folder: Path) -> Path:
+    """A 10-frame MPEG-4 Matroska clip at 10 fps, a keyframe every 3, cut after its 8th frame."""
+    whole = folder / "whole.mkv"
+    make_video(whole, frames=10, size=(96, 64), codec="mpeg4", gop=3)
+    cut = folder / "cut.mkv"
+    cut_before_packet(whole, cut, 8)
+    return cut
+
+
 def make_tiny_onnx(path: Path, *, input_name: str = "input.1", size: tuple[int, int] = (32, 32),
                    outputs: int = 1, batch: int | str = 1, channels_last: bool = False) -> None:
     """An ONNX graph shaped like a matting model: alpha = sigmoid(8·(mean over RGB − 0.5)).

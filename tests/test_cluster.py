@@ -98,6 +98,31 @@ def test_a_worker_reports_a_bad_input_instead_of_raising(tmp_path: Path) -> None
     assert list(tmp_path.iterdir()) == [bad]
 
 
+@pytest.mark.parametrize("option", [["--output-matte", "m.mp4"], ["--report", "r.json"],
+                                    ["-o", "-"]])
+def test_ray_refuses_what_only_the_local_run_does(
+        tmp_path: Path, option: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    clip = tmp_path / "a.mp4"
+    make_video(clip, frames=3)
+    args = ["video", str(clip), "-o", str(tmp_path / "out.mp4"), "-e", "mog2", "--ray"]
+    assert main([*args, *option]) == 2
+    flag = "- (stdin/stdout)" if option[0] == "-o" else option[0]
+    assert f"--ray does not support {flag} yet; run without --ray" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.mp4"]
+
+
+def test_a_trimmed_run_is_not_cut_into_segments(tmp_path: Path) -> None:
+    pytest.importorskip("ray")
+    from streammatte.cluster.executor import _plan
+
+    clip = tmp_path / "a.mp4"
+    make_video(clip, frames=12, gop=4)
+    task = Task(key="a", kind="video", src=clip, dst=tmp_path / "out.mp4", frames=12)
+    units, splits = _plan([task], MatteConfig(), 0.4)
+    assert len(units) == 3 and len(splits) == 1  # cut at 0.4 and 0.8 s
+    assert _plan([task], MatteConfig(start_s=0.2), 0.4) == ([task], {})
+
+
 def _clips(folder: Path) -> list[Path]:
     folder.mkdir()
     clips = []

@@ -13,12 +13,12 @@ import ctypes
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
 import numpy.typing as npt
 import pytest
+from cuda_emulation import Emulated, FakeContext, FakeStream
 
 from streammatte.compose import Background, Compositor, blend
 from streammatte.cuda import reference as ref
@@ -166,92 +166,6 @@ def test_composite_matches_compositor(mode: str, kind: str) -> None:
 
 
 # --- the CUDA source, run on the CPU --------------------------------------------------------
-
-_SHIM = r"""
-#include <algorithm>
-#include <cmath>
-#define STREAMMATTE_CPU_EMULATION 1
-#define __global__
-#define __device__
-#define __forceinline__ inline
-struct sm_dim3 { int x, y, z; };
-static sm_dim3 blockIdx, threadIdx, blockDim, gridDim;
-typedef _Float16 __half;
-static inline __half __float2half_rn(float v) { return (__half)v; }
-static inline float __half2float(__half v) { return (float)v; }
-static inline float __fadd_rn(float a, float b) { return a + b; }
-static inline float __fsub_rn(float a, float b) { return a - b; }
-static inline float __fmul_rn(float a, float b) { return a * b; }
-using std::min;
-using std::max;
-"""
-
-_LAUNCHER = r"""
-template <typename R, typename... P, typename... A>
-static void sm_call(R (*kernel)(P...), A... args) { kernel(((P)args)...); }
-
-template <typename F>
-static void sm_launch(int gx, int gy, int gz, int bx, int by, int bz, F body) {
-    gridDim = {gx, gy, gz};
-    blockDim = {bx, by, bz};
-    for (int z = 0; z < gz; ++z) for (int y = 0; y < gy; ++y) for (int x = 0; x < gx; ++x)
-    for (int tz = 0; tz < bz; ++tz) for (int ty = 0; ty < by; ++ty)
-    for (int tx = 0; tx < bx; ++tx) {
-        blockIdx = {x, y, z};
-        threadIdx = {tx, ty, tz};
-        body();
-    }
-}
-"""
-
-_C_TYPES = {"P": ("void*", ctypes.c_void_p), "i": ("int", ctypes.c_int),
-            "q": ("long long", ctypes.c_longlong), "f": ("float", ctypes.c_float)}
-
-
-def _wrappers() -> str:
-    out = []
-    for name, fmt in KERNEL_SIGNATURES.items():
-        params = ", ".join(f"{_C_TYPES[c][0]} a{i}" for i, c in enumerate(fmt))
-        args = ", ".join(f"a{i}" for i in range(len(fmt)))
-        out.append(
-            f'extern "C" void emu_{name}(int gx, int gy, int gz, int bx, int by, int bz, '
-            f"{params}) {{ sm_launch(gx, gy, gz, bx, by, bz, "
-            f"[&] {{ sm_call(&{name}, {args}); }}); }}"
-        )
-    return "\n".join(out)
-
-
-class Emulated:
-    """The kernels compiled for the CPU; call like pycuda's prepared_call(grid, block, *args)."""
-
-    def __init__(self, lib: ctypes.CDLL) -> None:
-        self._lib = lib
-
-    def __call__(self, name: str, grid: tuple[int, int, int], block: tuple[int, int, int],
-                 *args: Any) -> None:
-        fmt = KERNEL_SIGNATURES[name]
-        if len(args) != len(fmt):
-            raise TypeError(f"{name} takes {len(fmt)} arguments, got {len(args)}")
-        fn = getattr(self._lib, f"emu_{name}")
-        fn.argtypes = [ctypes.c_int] * 6 + [_C_TYPES[c][1] for c in fmt]
-        fn.restype = None
-        converted = [a.ctypes.data if isinstance(a, np.ndarray) else a for a in args]
-        fn(*grid, *block, *converted)
-
-
-@pytest.fixture(scope="module")
-def emulated(tmp_path_factory: pytest.TempPathFactory) -> Emulated:
-    compiler = shutil.which("g++")
-    if compiler is None:
-        pytest.skip("g++ not found: cannot run the CUDA source on the CPU")
-    work = Path(tmp_path_factory.mktemp("cuda-emulation"))
-    source = work / "kernels.cpp"
-    source.write_text(_SHIM + KERNEL_SOURCE + _LAUNCHER + _wrappers(), encoding="utf-8")
-    lib = work / "kernels.so"
-    # no FMA contraction: CUDA's _rn intrinsics promise the same
-    subprocess.run([compiler, "-std=c++17", "-O1", "-ffp-contract=off", "-shared", "-fPIC",
-                    "-o", str(lib), str(source)], check=True, capture_output=True, text=True)
-    return Emulated(ctypes.CDLL(str(lib)))
 
 
 def _run_preprocess(emulated: Emulated, frames: npt.NDArray[np.uint8], size: tuple[int, int],
@@ -418,63 +332,6 @@ def test_nvcc_keeps_the_exact_blends_unfused(ptx: str, name: str) -> None:
 
 # --- GpuMatter's orchestration on the CPU: fake pycuda over host memory, emulated kernels ----
 
-class _FakeAllocation:
-    def __init__(self, nbytes: int) -> None:
-        self.buffer = np.zeros(nbytes, np.uint8)
-
-    def __int__(self) -> int:
-        return int(self.buffer.ctypes.data)
-
-    def free(self) -> None:
-        self.buffer = np.zeros(0, np.uint8)
-
-
-class _FakeStream:
-    handle = 0
-
-    def synchronize(self) -> None:
-        pass
-
-    def wait_for_event(self, event: object) -> None:
-        pass
-
-
-class _FakeEvent:
-    def record(self, stream: object = None) -> None:
-        pass
-
-    def synchronize(self) -> None:
-        pass
-
-
-def _fake_driver() -> Any:
-    import types
-
-    def htod(dest: int, src: np.ndarray, stream: object = None) -> None:
-        ctypes.memmove(int(dest), np.ascontiguousarray(src).ctypes.data, src.nbytes)
-
-    def dtoh(dest: np.ndarray, src: int, stream: object = None) -> None:
-        ctypes.memmove(dest.ctypes.data, int(src), dest.nbytes)
-
-    driver = types.SimpleNamespace(
-        mem_alloc=_FakeAllocation, memcpy_htod_async=htod, memcpy_htod=htod,
-        memcpy_dtoh_async=dtoh, pagelocked_empty=lambda shape, dtype: np.zeros(shape, dtype),
-        Stream=_FakeStream, Event=_FakeEvent, MemoryError=MemoryError,
-        mem_get_info=lambda: (1 << 34, 1 << 34))
-    return driver
-
-
-class _FakeContext:
-    name, index, compute_capability = "emulated GPU", 0, (0, 0)
-
-    def active(self) -> Any:
-        import contextlib
-
-        return contextlib.nullcontext()
-
-    def mem_info(self) -> tuple[int, int]:
-        return 1 << 34, 1 << 34
-
 
 class _MeanEngine:
     """Device engine double: alpha = mean of the three input planes (input is pixel/255)."""
@@ -485,8 +342,8 @@ class _MeanEngine:
     output_dtype = "float32"
 
     def __init__(self) -> None:
-        self.context = _FakeContext()
-        self.stream = _FakeStream()
+        self.context = FakeContext()
+        self.stream = FakeStream()
 
     def input_shape(self, batch: int) -> tuple[int, ...]:
         return (batch, 3, 12, 16)
@@ -506,23 +363,6 @@ class _MeanEngine:
     def cpu(sample: np.ndarray) -> np.ndarray:
         out: np.ndarray = sample.mean(axis=0, keepdims=True).astype(np.float32)
         return out
-
-
-@pytest.fixture
-def emulated_gpu(emulated: Emulated, monkeypatch: pytest.MonkeyPatch) -> None:
-    import streammatte.cuda.runtime as runtime
-
-    class _Prepared:
-        def __init__(self, name: str) -> None:
-            self.name = name
-
-        def prepared_async_call(self, grid: tuple[int, int, int], block: tuple[int, int, int],
-                                stream: object, *args: Any) -> None:
-            emulated(self.name, grid, block, *args)
-
-    monkeypatch.setattr(runtime, "import_pycuda", _fake_driver)
-    monkeypatch.setattr(runtime, "compile_kernels",
-                        lambda ctx: {n: _Prepared(n) for n in KERNEL_SIGNATURES})
 
 
 def test_gpu_matter_chain_matches_the_cpu_chain(emulated_gpu: None) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from media import make_video
+from media import cut_mkv_eight_of_ten, make_video
 
 from streammatte.errors import ConfigError
 from streammatte.frames import FramePacket
@@ -153,16 +153,6 @@ def test_a_range_past_the_end_is_empty_and_says_why(gop_clip: Path) -> None:
                                  "ends at 4 s"
 
 
-def _cut_after_eight_of_ten(tmp_path: Path) -> Path:
-    whole = tmp_path / "whole.mkv"
-    make_video(whole, frames=10, size=(96, 64), codec="mpeg4", gop=3)
-    with av.open(str(whole)) as container:
-        positions = sorted(p.pos for p in container.demux(video=0) if p.size and p.pos)
-    cut = tmp_path / "cut.mkv"
-    cut.write_bytes(whole.read_bytes()[: positions[8]])
-    return cut
-
-
 @pytest.mark.parametrize(("span", "note"), [
     (DecodeRange(start_s=0.2, end_s=0.5), None),  # inside what is there: a trim, not a cut
     (DecodeRange(max_frames=8), None),
@@ -171,7 +161,7 @@ def _cut_after_eight_of_ten(tmp_path: Path) -> Path:
 ])
 def test_a_file_cut_short_is_judged_only_when_it_ends_inside_the_range(
         tmp_path: Path, span: DecodeRange, note: str | None) -> None:
-    got, source = decode(_cut_after_eight_of_ten(tmp_path), span)
+    got, source = decode(cut_mkv_eight_of_ten(tmp_path), span)
     assert got and source.ends_early == note
 
 

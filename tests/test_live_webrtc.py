@@ -168,7 +168,7 @@ def test_smoothing_too_costly_for_the_camera_is_shed_unless_kept(
                 await asyncio.sleep(0.05)
             await asyncio.sleep(0.5)
             shed = peer.stats_json()
-            await asyncio.sleep(1.0)  # shed, the chain keeps up with the camera
+            await asyncio.sleep(2.0)  # shed, the chain keeps up with the camera
             calm = peer.stats_json()
             reply = await client.send_settings({"keep_smoothing": True})
             await asyncio.sleep(2.0)
@@ -177,11 +177,15 @@ def test_smoothing_too_costly_for_the_camera_is_shed_unless_kept(
             await client.close()
         assert shed["dropped"] > 10, "the costly smoothing made the track drop frames"
         assert shed["smoothing"] == "adaptive" and shed["settings"]["temporal"] == "flow"
-        assert calm["dropped"] - shed["dropped"] <= 2 and calm["frames_out"] > shed["frames_out"]
+        # the same 2 s windows, shed then kept: a busy machine may drop the odd frame while
+        # shed (a 2-core CI box did, 3 in 1 s), the kept 60 ms smoothing drops about every other
+        calm_drops = calm["dropped"] - shed["dropped"]
+        assert calm_drops <= 6 and calm["frames_out"] > shed["frames_out"], "≤ 10 % of 60 frames"
         assert any(m.get("smoothing") == "adaptive" for m in reported), "the page is told"
         assert reply["type"] == "applied" and reply["settings"]["keep_smoothing"] is True
         assert kept["smoothing"] == "flow", "keep_smoothing keeps the asked mode"
-        assert kept["dropped"] - calm["dropped"] > 10, "…and its cost: frames drop again"
+        kept_drops = kept["dropped"] - calm["dropped"]
+        assert kept_drops > 10 and kept_drops > 4 * calm_drops, "…and its cost: frames drop again"
 
     run(main)
 

@@ -243,6 +243,22 @@ async def test_remove_accepts_jpeg_and_webp_by_content(make_client: MakeClient) 
 
 
 @pytest.mark.asyncio
+async def test_remove_takes_the_mask_controls(make_client: MakeClient) -> None:
+    client = await make_client()
+    data, mask = square_png()
+    response = await client.post("/api/remove", data=form(data, "a.png", only_mask="true",
+                                                          shrink="2"))
+    matte = decode(await response.read())
+    assert 0 < (matte > 127).sum() < mask.sum()  # the square, 2 pixels smaller all round
+    message = await error_of(await client.post("/api/remove", data=form(
+        data, "a.png", shrink="2", grow="1")), 400)
+    assert "choose shrink or grow, not both" in message
+    message = await error_of(await client.post("/api/remove", data=form(
+        data, "a.png", feather="wide")), 400)
+    assert "feather should be a number, got 'wide'" in message
+
+
+@pytest.mark.asyncio
 async def test_remove_with_a_colour_background_only_mask_and_jpeg(
         make_client: MakeClient) -> None:
     client = await make_client()
@@ -500,7 +516,8 @@ async def test_video_job_with_a_colour_background_to_h264(make_client: MakeClien
     job = await wait_for(client, (await response.json())["id"], ("done", "failed"))
     assert job["state"] == "done" and job["options"] == {
         "engine": "brightness", "background": "#0000ff", "format": "h264", "temporal": "ema",
-        "refine": "false"}
+        "refine": "false", "threshold": "", "shrink": "0", "grow": "0", "feather": "0",
+        "despill": "false"}
     out = tmp_path / "out.mp4"
     out.write_bytes(await (await client.get(job["result_url"] + "?inline=1")).read())
     with av.open(str(out)) as container:

@@ -221,11 +221,15 @@ def test_format_is_chosen_by_extension(tmp_path: Path) -> None:
     assert format_for(tmp_path / "a.mov").name == "prores4444"
     assert format_for(tmp_path / "a.webm").name == "vp9"
     assert format_for(tmp_path / "frames").name == "png"
+    assert format_for(tmp_path / "a.gif").name == "gif"
+    assert format_for(tmp_path / "a.nut").name == "nut"
+    assert format_for(tmp_path / "a.y4m").name == "y4m"
     with pytest.raises(ConfigError, match=r"a\.avi: cannot tell the output format"):
         format_for(tmp_path / "a.avi")
     with pytest.raises(ConfigError, match=r"format prores4444 writes \.mov"):
         format_for(tmp_path / "a.mp4", "prores4444")
-    assert set(FORMATS) == {"h264", "hevc", "prores4444", "vp9", "png", "matte"}
+    assert set(FORMATS) == {"h264", "hevc", "av1", "prores4444", "vp9", "png", "matte", "gif",
+                            "nut", "y4m"}
 
 
 def test_mp4_with_transparent_background_is_refused(clip: tuple[Path, list[np.ndarray]],
@@ -248,3 +252,17 @@ def test_output_gets_the_users_umask_not_a_private_mode(tmp_path: Path) -> None:
     finally:
         os.umask(old)
     assert (tmp_path / "out.mov").stat().st_mode & 0o777 == 0o644
+
+
+def test_stdout_gets_the_codec_in_matroska_and_the_raw_formats_as_they_are() -> None:
+    from streammatte.sinks.formats import format_for_stdout
+
+    assert (format_for_stdout(background="auto").name,
+            format_for_stdout(background="auto").container) == ("vp9", "matroska")
+    assert format_for_stdout(background="blur").name == "h264"
+    prores = format_for_stdout("prores4444")
+    assert (prores.container, "opus" in prores.copy_audio) == ("matroska", True)
+    assert format_for_stdout("nut").container == "nut"
+    assert format_for_stdout("y4m").container == "yuv4mpegpipe"
+    with pytest.raises(ConfigError, match=r"stdout takes one stream, not a folder of PNG"):
+        format_for_stdout("png")

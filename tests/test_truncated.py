@@ -11,7 +11,7 @@ from pathlib import Path
 
 import av
 import pytest
-from media import BrightnessEngine, make_video
+from media import BrightnessEngine, cut_before_packet, make_video
 
 from streammatte import matte_video
 from streammatte.errors import SourceError
@@ -29,13 +29,6 @@ def faststart(src: Path, dst: Path) -> None:
             if packet.dts is not None:
                 packet.stream = stream
                 out.mux(packet)
-
-
-def cut_before_packet(src: Path, dst: Path, n: int) -> None:
-    """``src`` cut at the start of its ``n``-th video packet (in file order)."""
-    with av.open(str(src)) as container:
-        positions = sorted(p.pos for p in container.demux(video=0) if p.size and p.pos)
-    dst.write_bytes(src.read_bytes()[: positions[n]])
 
 
 @pytest.fixture(params=["mp4", "webm", "mkv", "avi"])

@@ -5,7 +5,9 @@ eval/compare and both benchmarks build their chain here, so what eval scores is 
 run. A caller that needs its own temporal policy (live load shedding) passes the filter in;
 nothing patches a built chain from outside.
 
-``Chain.stages`` is the one place the host or the all-GPU chain is chosen.
+``Chain.stages`` is the one place the host or the all-GPU chain is chosen; a chain whose engine
+runs on a GPU because a GPU back-end (or ``auto``) was asked for is guarded there, and in
+``Chain.alpha``, by the self-check of :mod:`.check`.
 """
 
 from __future__ import annotations
@@ -18,10 +20,13 @@ import numpy.typing as npt
 
 from ..compose import Background, Compositor, OutputMode, parse_background
 from ..config import MatteConfig
+from ..cuda.select import GPU_BACKENDS
+from ..errors import GpuCheckError, StreamMatteError
 from ..frames import Alpha, FramePacket, RGBImage
 from ..inference import Engine, open_engine
+from ..mask import MaskStep
 from ..models.store import ProgressFn
-from ..pipeline import Stage
+from ..pipeline import PipelineStats, Stage
 from ..temporal import (
     LOOKAHEAD_FILTERS,
     LookaheadFilter,
@@ -30,8 +35,9 @@ from ..temporal import (
     make_streaming,
     make_temporal,
 )
+from .check import GpuCheck, default_records, open_failure_note, runs_on_gpu
 from .gpu import gpu_chain_blocker, gpu_stages, runs_on_device_buffers
-from .host import host_stages
+from .host import encode_stage, host_stages
 from .matter import Matter
 
 
@@ -64,6 +70,11 @@ class Chain:
     ``alpha(image)`` runs one frame through it (stills, the live page: zero-lag modes only);
     ``stages(write)`` gives the chain as pipeline stages (host or GPU, see there), look-ahead
     modes included, whose results lag their input by ``delay`` frames. A context manager.
+
+    With ``config.backend`` ``auto``, ``trt`` or ``onnxruntime-cuda`` and an engine on a GPU,
+    both check the GPU chain on first use (:mod:`.check`): ``auto`` falls back to the CPU
+    chain (then ``engine`` is the CPU engine and ``notes`` say why), the others raise
+    GpuCheckError. A GPU back-end that raises while opening fails the same way.
     """
 
     def __init__(self, config: MatteConfig, *, engine: Engine | None = None,
@@ -83,7 +94,7 @@ class Chain:
         opened: Engine | None = None
         try:
             if engine is None:
-                engine = opened = open_configured_engine(config, on_download, auth_tokens)
+                engine = opened = self._open(on_download, auth_tokens)
             self.matter = Matter(engine, rembg_compat=config.rembg_compat,
                                  upsample=config.upsample)
         except BaseException:
@@ -93,10 +104,53 @@ class Chain:
                 self.compositor.close()
             raise
         self.engine = engine
-        self._owns_engine = opened is not None
+        #: engines this chain closes: the one it opened, the CPU one after a fallback
+        self._owned: list[Engine] = [opened] if opened is not None else []
+        #: threshold, shrink/grow, feather, despill: after temporal, before compositing
+        self.mask = MaskStep(config)
         #: what the last ``stages()`` chose, and why: for the run report
         self.notes: list[str] = []
+        self._opening_notes: list[str] = []
         self._close_gpu: Callable[[], None] | None = None
+        self._host_around_gpu = False
+        self._check: GpuCheck | None = None
+        if config.backend == "auto" and engine.gpu_fallback:
+            self._opening_notes.append(open_failure_note(
+                engine, engine.gpu_fallback, default_records(config.models_dir), config.device))
+        if GpuCheck.applies(engine, config.backend):
+            self._check = GpuCheck(
+                engine, backend=config.backend,
+                open_reference=lambda: open_configured_engine(
+                    self._reference_config(), on_download, auth_tokens),
+                on_fallback=self._fall_back, note=lambda text: self.notes.append(text),
+                records=default_records(config.models_dir), upsample=self.matter.upsample,
+                rembg_compat=config.rembg_compat)
+
+    def _open(self, on_download: ProgressFn | None,
+              auth_tokens: Mapping[str, str] | None) -> Engine:
+        config = self.config
+        try:
+            return open_configured_engine(config, on_download, auth_tokens)
+        except Exception as exc:
+            if config.backend not in GPU_BACKENDS or isinstance(exc, StreamMatteError):
+                raise
+            # an explicit GPU back-end that breaks while opening says so in one line
+            raise GpuCheckError(f"backend {config.backend!r} failed to open {config.engine}: "
+                                f"{type(exc).__name__}: {exc}") from exc
+
+    def _reference_config(self) -> MatteConfig:
+        """The CPU chain's config: the same model (and file) on ONNX Runtime's CPU provider."""
+        name = self.engine.name
+        same = name == self.config.engine.lower()
+        return self.config.with_options(engine=name, backend="onnxruntime", device="cpu",
+                                        model_file=self.config.model_file if same else None)
+
+    def _fall_back(self, cpu: Matter) -> None:
+        """The self-check rejected the GPU chain: the CPU engine's steps replace it."""
+        self._owned.append(cpu.engine)
+        self.engine, self.matter = cpu.engine, cpu
+        self._host_around_gpu = False
+        self.notes = [n for n in self.notes if not n.startswith(_CHAIN_NOTES)]
 
     @property
     def delay(self) -> int:
@@ -110,13 +164,15 @@ class Chain:
         it needs ``stages()``)."""
         if self._zero_lag is None:
             self._zero_lag = make_temporal(self.temporal_mode)
-        return self._zero_lag(self.matter.alpha(image), image)
+        if self._check is not None and self._check.rejected is None:
+            return self.mask.alpha(self._zero_lag(self._check.alpha(image, self.matter), image))
+        return self.mask.alpha(self._zero_lag(self.matter.alpha(image), image))
 
     def composite(self, image: RGBImage, alpha: Alpha) -> npt.NDArray[np.uint8]:
         """The compose step on one frame: what ``output`` asked for over the background."""
         if self.compositor is None:
             raise ValueError("this chain was built without an output (alpha only)")
-        return self.compositor(image, alpha)
+        return self.compositor(image, alpha, self.mask.foreground(image, alpha))
 
     def temporal_stream(self) -> LookaheadFilter:
         """A fresh push/flush temporal filter for one stream, look-ahead modes included."""
@@ -129,7 +185,7 @@ class Chain:
         """Why this chain cannot run all on the GPU (None: it can); only asked of engines
         that run on device buffers."""
         background = self.background or Background("transparent")
-        return gpu_chain_blocker(
+        return self.mask.gpu_blocker() or gpu_chain_blocker(
             self.engine, temporal=self.temporal_mode, own_temporal=self._own_temporal is not None,
             background=background, output=self.output, upsample=self.matter.upsample,
             rembg_compat=self.config.rembg_compat, want_alpha=want_alpha)
@@ -141,26 +197,63 @@ class Chain:
         The all-GPU chain is taken when the engine runs on device buffers and nothing asked
         of the run lacks a kernel (``gpu_blocker``); ``want_alpha`` says the caller reads
         ``packet.alpha`` (the GPU chain fills only ``packet.output``); ``allow_gpu=False``
-        keeps the host chain. ``notes`` then says which chain runs and why.
+        keeps the host chain. ``notes`` then says which chain runs and why. A chain under
+        self-check gets the guard stages of :mod:`.check` around either.
         """
         self._release_gpu()
-        self.notes = []
+        self.notes = list(self._opening_notes)
         on_device = runs_on_device_buffers(self.engine)
         blocker = self.gpu_blocker(want_alpha=want_alpha) if on_device else None
         if on_device and not allow_gpu:
             blocker = "the caller asked for the host chain"
+        check = self._check if self._check is not None and self._check.rejected is None \
+            else None
         if on_device and blocker is None:
             assert self.background is not None and self.output is not None
             stages, self._close_gpu = gpu_stages(
                 self.engine, temporal=self.temporal_mode, background=self.background,
-                output=self.output, batch_size=self.config.batch_size, write=write)
+                output=self.output, batch_size=self.config.batch_size, write=None,
+                capture_alpha=1 if check is not None else 0)
             self.notes.append("all-GPU chain: frames cross PCIe once each way; preprocess, "
                               "alpha, temporal and composite ran as CUDA kernels")
-            return stages
-        if blocker is not None:
-            self.notes.append(f"host chain around the GPU engine: {blocker}")
-        return host_stages(self.matter, self.temporal_stream(), self.compositor, write,
-                           self.config.batch_size)
+            if check is not None:
+                stages = check.guard(
+                    [_passing("preprocess"), stages[0], _passing("compose")],
+                    self._cpu_stages, kind="all-GPU chain", gpu_alpha=lambda p: p.alpha,
+                    composite=lambda p, alpha: self.composite(p.image, alpha),
+                    release_primary=self._release_gpu)
+        else:
+            if blocker is not None:
+                self.notes.append(f"host chain around the GPU engine: {blocker}")
+            self._host_around_gpu = runs_on_gpu(self.engine)
+            stages = host_stages(self.matter, self.temporal_stream(), self.compositor, None,
+                                 self.config.batch_size, self.mask)
+            if check is not None:
+                gpu = self.matter
+                stages = check.guard(
+                    stages, self._cpu_stages, kind="host chain",
+                    gpu_alpha=lambda p: None if p.raw_output is None else gpu.to_alpha(
+                        p.raw_output, p.image),
+                    composite=None, release_primary=lambda: None)
+        if write is not None:
+            stages.append(encode_stage(write))
+        return stages
+
+    def _cpu_stages(self, cpu: Matter) -> list[Stage]:
+        """The host chain on the CPU engine: what a rejected GPU chain restarts as."""
+        return host_stages(cpu, self.temporal_stream(), self.compositor, None,
+                           self.config.batch_size, self.mask)
+
+    def run_notes(self, stats: PipelineStats) -> list[str]:
+        """``notes`` for the run report after a run of ``stages()``, with what the host
+        stages cost beside a GPU engine when the host chain ran around one: their ms/frame
+        against the engine's, from the run's stage stats."""
+        notes = list(self.notes)
+        if self._host_around_gpu:
+            cost = _host_cost(stats, self.temporal_mode)
+            if cost is not None:
+                notes.append(cost)
+        return notes
 
     def _release_gpu(self) -> None:
         if self._close_gpu is not None:
@@ -168,14 +261,16 @@ class Chain:
             close()
 
     def close(self) -> None:
-        """Free the GPU buffers and the background; close the engine if the chain opened it.
+        """Free the GPU buffers and the background; close the engines the chain opened.
         Safe to call twice."""
         self._release_gpu()
         if self.compositor is not None:
             self.compositor.close()
-        if self._owns_engine:
-            self._owns_engine = False
-            self.engine.close()
+        if self._check is not None:
+            self._check.close()
+        owned, self._owned = self._owned, []
+        for engine in owned:
+            engine.close()
 
     def __enter__(self) -> Chain:
         return self
@@ -183,3 +278,25 @@ class Chain:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
+
+
+#: the notes ``stages()`` starts with to say which chain runs; void once the GPU is rejected
+_CHAIN_NOTES = ("all-GPU chain", "host chain around the GPU engine")
+
+
+def _passing(name: str) -> Stage:
+    """A stage that hands frames on untouched: where the host chain has a step that the
+    all-GPU chain does on the device (the self-check's guard switches it to the host's)."""
+    return Stage(name, lambda batch: batch)
+
+
+def _host_cost(stats: PipelineStats, temporal: str) -> str | None:
+    ms = {s.name: s.ms_per_frame for s in stats.stages if s.frames}
+    if "infer" not in ms or "compose" not in ms:
+        return None
+    slowest = max(ms.get("preprocess", 0.0), ms["infer"], ms["compose"])
+    return (f"the host stages around the GPU engine took {ms['compose']:.1f} ms/frame "
+            f"(compose: alpha to frame size, {temporal!r} smoothing, composite) and "
+            f"{ms.get('preprocess', 0.0):.1f} ms/frame (preprocess) on the CPU, against the "
+            f"engine's {ms['infer']:.1f} ms/frame: the slowest holds the run to "
+            f"{1000.0 / slowest:.3g} fps at most")

@@ -80,12 +80,14 @@ def _model_size(engine: Any, batch: int) -> tuple[int, int]:
 
 
 def gpu_stages(engine: Engine, *, temporal: str, background: Background, output: OutputMode,
-               batch_size: int, write: Callable[[FramePacket], None] | None
-               ) -> tuple[list[Stage], Callable[[], None]]:
+               batch_size: int, write: Callable[[FramePacket], None] | None,
+               capture_alpha: int = 0) -> tuple[list[Stage], Callable[[], None]]:
     """The GPU stage (it fills ``packet.output``) and the writer when there is one, and a
     ``close`` that frees the GPU buffers.
 
-    The GpuMatter is made on the first batch, once the frame size is known.
+    The GpuMatter is made on the first batch, once the frame size is known. The first
+    ``capture_alpha`` frames also get ``packet.alpha``, downloaded from the device (the
+    self-check reads it).
     """
     device: Any = engine
     batch = max(1, min(batch_size, engine.max_batch))
@@ -108,6 +110,7 @@ def gpu_stages(engine: Engine, *, temporal: str, background: Background, output:
                 sigmoid=engine.output_spec.activation == "sigmoid",
                 mode=composite_mode(output, background), colour=background.colour,
                 background_image=image, ema_weight=ema_weight, batch=batch))
+            holder[0].capture_alpha(capture_alpha)
         return holder[0]
 
     def release(outputs: list[np.ndarray]) -> list[FramePacket]:
@@ -115,6 +118,8 @@ def gpu_stages(engine: Engine, *, temporal: str, background: Background, output:
         for image in outputs:
             packet = waiting.popleft()
             packet.output = image
+            if holder and holder[0].alphas:
+                packet.alpha = holder[0].alphas.popleft()
             done.append(packet)
         return done
 

@@ -13,16 +13,19 @@ from collections.abc import Callable
 
 from ..compose import Compositor
 from ..frames import Alpha, FramePacket
+from ..mask import MaskStep
 from ..pipeline import Stage
 from ..temporal import LookaheadFilter
 from .matter import Matter
 
 
 def host_stages(matter: Matter, stream: LookaheadFilter, compositor: Compositor | None,
-                write: Callable[[FramePacket], None] | None, batch_size: int) -> list[Stage]:
+                write: Callable[[FramePacket], None] | None, batch_size: int,
+                mask: MaskStep | None = None) -> list[Stage]:
     """``preprocess`` → ``infer`` (``batch_size`` frames a call) → ``alpha`` (to frame size,
-    the temporal ``stream``, then ``compositor`` into ``packet.output`` when there is one)
-    → ``encode`` (``write`` each packet, when there is a writer)."""
+    the temporal ``stream``, the ``mask`` controls, then ``compositor`` into
+    ``packet.output`` when there is one) → ``encode`` (``write`` each packet, when there is
+    a writer)."""
 
     def preprocess(batch: list[FramePacket]) -> list[FramePacket]:
         for p in batch:
@@ -47,9 +50,12 @@ def host_stages(matter: Matter, stream: LookaheadFilter, compositor: Compositor 
         done = []
         for alpha in alphas:
             p = waiting.popleft()
+            if mask is not None and mask.active:
+                alpha = mask.alpha(alpha)
+                p.foreground = mask.foreground(p.image, alpha)
             p.alpha = alpha
             if compositor is not None:
-                p.output = compositor(p.image, alpha)
+                p.output = compositor(p.image, alpha, p.foreground)
             done.append(p)
         return done
 

@@ -274,10 +274,12 @@ class _Split:
 def _plan(tasks: Sequence[Task], config: MatteConfig, segment_s: float | None
           ) -> tuple[list[Task], dict[Path, _Split]]:
     """The units to run: each task as it is, or, for a video longer than ``segment_s``, its
-    segments still to do (those a stopped run like this one published are reused)."""
+    segments still to do (those a stopped run like this one published are reused). A trimmed
+    run (``--start``/``--end``/``--frames``) is not cut: each video runs whole."""
     units: list[Task] = []
     splits: dict[Path, _Split] = {}
-    cut = segment_s is not None and any(t.kind == "video" for t in tasks) and splits_ok(config)
+    cut = (segment_s is not None and config.decode_range() is None
+           and any(t.kind == "video" for t in tasks) and splits_ok(config))
     for task in tasks:
         plan = (plan_segments(task.src, task.dst, config, segment_s)
                 if cut and segment_s is not None and task.kind == "video" else None)

@@ -23,6 +23,7 @@ once. The result is published like any output (``sinks.publish``) and the hidden
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -44,10 +45,10 @@ from ..config import DecodeRange, MatteConfig
 from ..errors import SinkError, SourceError
 from ..inference import BUILTIN_ENGINES, Engine
 from ..pipeline import Pipeline, PipelineStats
-from ..sinks.file import AudioCarrier, FileSink
+from ..sinks.file import AudioCarrier, FileSink, SharedAudio
 from ..sinks.formats import OutputFormat, format_for
 from ..sinks.publish import StagedOutput, write_error, write_manifest
-from ..sources.file import FileSource
+from ..sources.file import AudioFeed, FileSource
 from ..temporal import LOOKAHEAD_FILTERS
 
 #: the default segment length: long enough that a segment's roll frames and its worker's
@@ -246,9 +247,47 @@ def stitch(plan: SegmentPlan, config: MatteConfig) -> RunReport:
                      audio_tracks=tracks)
 
 
-def _has_audio(src: Path) -> bool:
-    with av.open(str(src)) as probe:
-        return bool(probe.streams.audio)
+class _SourceAudio:
+    """The input's audio, demuxed alone (no video decoded) into an AudioFeed as far as the
+    stitch has come, for an AudioCarrier to carry as a one-machine run's sink carries it.
+    A context manager; ``carrier`` is None when the input has no audio."""
+
+    #: demux this far past what is asked for, beyond the carrier's own lead
+    _AHEAD_S = 2.0
+
+    def __init__(self, src: Path, out: av.container.OutputContainer,
+                 fmt: OutputFormat | None) -> None:
+        self._container = av.open(str(src))
+        streams = list(self._container.streams.audio)
+        self._feed = AudioFeed(streams)
+        self._packets = iter(self._container.demux(*streams) if streams else ())
+        self.carrier = AudioCarrier(SharedAudio(self._feed).reader(), out, fmt) \
+            if streams else None
+
+    def mux_until(self, time_s: float | None) -> None:
+        """Mux the audio up to ``time_s`` seconds (None: all of it, and flush)."""
+        if self.carrier is None:
+            return
+        for packet in self._packets:
+            if packet.dts is None and not packet.size:
+                continue  # the demuxer's flush packet
+            self._feed.put(packet)
+            if (time_s is not None and packet.pts is not None and packet.time_base is not None
+                    and float(packet.pts * packet.time_base) > time_s + self._AHEAD_S):
+                break
+        if time_s is None:
+            self.carrier.finish()
+        else:
+            self.carrier.mux_until(time_s)
+
+    def tracks(self) -> list[str]:
+        return [t.description for t in self.carrier.tracks] if self.carrier else []
+
+    def __enter__(self) -> _SourceAudio:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._container.close()
 
 
 def _remux(paths: list[Path], out_path: Path, src: Path, fmt: OutputFormat
@@ -258,14 +297,14 @@ def _remux(paths: list[Path], out_path: Path, src: Path, fmt: OutputFormat
     the stream's parameters (extradata) are the same in each: checked, not assumed."""
     frames = 0
     with av.open(str(out_path), mode="w", options=fmt.container_options) as out, \
-            av.open(str(paths[0])) as first:
+            av.open(str(paths[0])) as first, contextlib.ExitStack() as stack:
         template = first.streams.video[0]
         stream: Any = out.add_stream_from_template(template)
         stream.time_base = template.time_base
         # the template leaves the tag out: MOV would then call ProRes 4444 "apch" (422 HQ),
         # and players that go by the tag would drop the alpha
         stream.codec_context.codec_tag = template.codec_context.codec_tag
-        audio = AudioCarrier(src, out, fmt) if _has_audio(src) else None
+        audio = stack.enter_context(_SourceAudio(src, out, fmt))
         last_dts: int | None = None
         for path in paths:
             with av.open(str(path)) as segment:
@@ -288,11 +327,10 @@ def _remux(paths: list[Path], out_path: Path, src: Path, fmt: OutputFormat
                     last_dts = packet.dts
                     frames += 1
                     out.mux(packet)
-                    if audio is not None and packet.pts is not None and packet.time_base:
+                    if packet.pts is not None and packet.time_base:
                         audio.mux_until(float(packet.pts * packet.time_base))
-        if audio is not None:
-            audio.finish()
-        tracks = [t.description for t in audio.tracks] if audio is not None else []
+        audio.mux_until(None)
+        tracks = audio.tracks()
     return frames, tracks
 
 
@@ -306,11 +344,13 @@ def _join_sequences(paths: list[Path], folder: Path, src: Path) -> tuple[int, li
             os.rename(path / name, folder / f"frame_{frames:06d}.png")
             frames += 1
     tracks: list[str] = []
-    if _has_audio(src):
-        with av.open(str(folder / "audio.mka"), mode="w") as sidecar:
-            audio = AudioCarrier(src, sidecar, None)
-            audio.finish()
-            tracks = [f"{t.description} → audio.mka" for t in audio.tracks]
+    with av.open(str(src)) as probe:
+        has_audio = bool(probe.streams.audio)
+    if has_audio:
+        with av.open(str(folder / "audio.mka"), mode="w") as sidecar, \
+                _SourceAudio(src, sidecar, None) as audio:
+            audio.mux_until(None)
+            tracks = [f"{track} → audio.mka" for track in audio.tracks()]
     write_manifest(folder, frames)
     return frames, tracks
 

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ..errors import ConfigError, SinkError, StreamMatteError
+from ..report import ReportFile, RunEntry
 from ..sinks.publish import write_error
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg",
@@ -90,13 +91,16 @@ def make_output_folder(pairs: Sequence[tuple[Path, Path]]) -> None:
 
 
 def run_batch(pairs: Sequence[tuple[Path, Path]], one: Callable[[Path, Path], str], *,
-              quiet: bool, skip_existing: bool = False) -> int:
+              quiet: bool, skip_existing: bool = False, report: ReportFile | None = None
+              ) -> int:
     """Run ``one(input, output)`` (returns a line to show) for every pair; 0 if all succeeded,
     2 if any failed (each failure is printed as it happens and listed at the end).
 
     With ``skip_existing``, a pair whose output is already there is passed over: outputs are
     renamed into place only when finished, so an existing one is a whole result, and a batch
-    that was stopped can be run again to do only what is left.
+    that was stopped can be run again to do only what is left. ``one`` puts each input it
+    runs into ``report`` (the ``--report`` file), done or failed; inputs passed over are put
+    there as skipped.
     """
     make_output_folder(pairs)
     failed: list[tuple[Path, str]] = []
@@ -104,6 +108,8 @@ def run_batch(pairs: Sequence[tuple[Path, Path]], one: Callable[[Path, Path], st
     for n, (src, dst) in enumerate(pairs, 1):
         if skip_existing and dst.exists():
             skipped += 1
+            if report is not None:
+                report.add(RunEntry(src, status="skipped"))
             if not quiet:
                 print(f"[{n}/{len(pairs)}] {src}: skipped, {dst} exists", file=sys.stderr)
             continue

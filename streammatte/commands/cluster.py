@@ -20,7 +20,7 @@ from ..cluster.work import Outcome, Task
 from ..config import MatteConfig
 from ..errors import ConfigError, SinkError
 from ..progress import ProgressLine
-from ..sources.file import FileSource
+from ..sources.file import FileSource, is_stdio
 from .batch import FOLDER_FULL, make_output_folder, report_tally
 from .common import hf_auth_tokens
 
@@ -54,6 +54,17 @@ def run_on_cluster(args: argparse.Namespace, config: MatteConfig,
     """Matte every (input, output) pair on Ray; the exit status as a local batch gives it.
     ``describe`` puts a finished task's result into lines for the user; ``batch``: the
     outputs go into a folder, created if need be (one input's folder must exist)."""
+    # what the local run does beside the output is not on the cluster's path yet: refused,
+    # never silently dropped
+    unsupported = [flag for flag, given in (
+        ("--output-matte", getattr(args, "output_matte", None)),
+        ("--output-foreground", getattr(args, "output_foreground", None)),
+        ("--report", getattr(args, "report", None)),
+        ("- (stdin/stdout)", any(is_stdio(path) for pair in pairs for path in pair)))
+        if given]
+    if unsupported:
+        raise ConfigError(f"--ray does not support {', '.join(unsupported)} yet; run without "
+                          "--ray")
     try:
         from ..cluster.executor import RayOptions, run_on_ray
     except ImportError as exc:

@@ -5,13 +5,17 @@ from __future__ import annotations
 import argparse
 import os
 import re
+from contextlib import nullcontext
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 from ..config import DEFAULT_ENGINE, MatteConfig
+from ..errors import ConfigError
 from ..inference import BACKENDS
 from ..refine import UPSAMPLERS
-from ..sinks.formats import FORMATS
+from ..report import ReportFile
+from ..sinks.formats import CODECS, FORMATS, HARDWARE_ENCODERS, parse_bit_rate
 from ..temporal import DEFAULT_FILE_DELAY, DEFAULT_FILE_MODE, temporal_modes
 
 SubParsers = Any  # argparse's _SubParsersAction is private
@@ -84,6 +88,37 @@ def parse_size(text: str) -> tuple[int, int]:
     return w, h
 
 
+_TIME = re.compile(r"(?:(?:(\d+):)?(\d+):)?(\d+(?:\.\d*)?|\.\d+)")
+
+
+def parse_time(text: str) -> float:
+    """``"90"``, ``"90.5"``, ``"1:30.5"`` or ``"01:01:30.250"`` → seconds, for argparse."""
+    match = _TIME.fullmatch(text.strip())
+    if match is None:
+        raise argparse.ArgumentTypeError(
+            f"expected seconds or [HH:]MM:SS(.ms), got {text!r}") from None
+    hours, minutes, seconds = match.groups()
+    if minutes is not None and ((int(minutes) >= 60 and hours is not None)
+                                or Fraction(seconds) >= 60):
+        raise argparse.ArgumentTypeError(f"expected minutes and seconds under 60, got {text!r}")
+    # exact until the end: the source reads the float back as the decimal that was typed
+    return float(int(hours or 0) * 3600 + int(minutes or 0) * 60 + Fraction(seconds))
+
+
+def add_trim_options(parser: argparse.ArgumentParser) -> None:
+    """``--start``, ``--end``, ``--frames``: part of a video, read back by ``config_from``."""
+    group = parser.add_argument_group(
+        "trim", "part of the video, frame-accurate; the output's timestamps start at zero and "
+        "its audio is cut to match")
+    group.add_argument("--start", dest="start_s", type=parse_time, metavar="TIME",
+                       help="begin at the first frame at or after TIME: seconds (90.5) or "
+                       "[HH:]MM:SS(.ms), from the start of the file as ffmpeg -ss counts")
+    group.add_argument("--end", dest="end_s", type=parse_time, metavar="TIME",
+                       help="stop before TIME (same forms, from the start of the file)")
+    group.add_argument("--frames", dest="max_frames", type=int, metavar="N",
+                       help="at most N frames")
+
+
 def hf_auth_tokens() -> dict[str, str]:
     """Tokens for gated model hosts, from the environment (the CLI's job, not the library's)."""
     token = os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
@@ -99,7 +134,9 @@ def add_output_options(parser: argparse.ArgumentParser, *, video: bool) -> None:
         group.add_argument("--format", "-f", dest="output_format", default="auto",
                            choices=["auto", *FORMATS],
                            help="default: from the output extension (.mp4 H.264, .mov ProRes "
-                           "4444, .webm VP9 alpha, no extension: PNG sequence)")
+                           "4444, .webm VP9 alpha, .gif GIF, .nut raw RGBA, .y4m raw YUV, no "
+                           "extension: PNG sequence); on stdout (-o -), the codec in Matroska "
+                           "(VP9 alpha, or H.264 over a --background), or nut/y4m as they are")
         group.add_argument("--temporal", default=DEFAULT_FILE_MODE, choices=temporal_modes(),
                            help="temporal smoothing of the matte (default: "
                            f"{DEFAULT_FILE_MODE}, which looks {DEFAULT_FILE_DELAY} frames "
@@ -140,6 +177,89 @@ def config_from(args: argparse.Namespace) -> MatteConfig:
                  "short_side", "overwrite"):
         if hasattr(args, name):
             options[name] = getattr(args, name)
+    for name in ("start_s", "end_s", "max_frames"):  # the trim, where given
+        if getattr(args, name, None) is not None:
+            options[name] = getattr(args, name)
     if getattr(args, "only_mask", False):
         options["output_format"] = "matte"
+    options.update(mask_and_encoding_from(args))
     return MatteConfig.from_options(options)
+
+
+def add_encoding_options(parser: argparse.ArgumentParser) -> None:
+    """``--codec``, ``--crf``, ``--preset``, ``--bitrate``: the video encoder."""
+    group = parser.add_argument_group("encoding")
+    group.add_argument("--codec", type=str.lower, choices=["auto", *CODECS, *HARDWARE_ENCODERS],
+                       help="video codec within the output's container (default: the format's: "
+                       "H.264 for .mp4, ProRes for .mov, VP9 for .webm); auto, or an NVENC "
+                       "encoder, uses the GPU's encoder when it opens and falls back to "
+                       "software with a note")
+    group.add_argument("--crf", type=int, metavar="N",
+                       help="constant quality, lower is better: 0-51 for h264/hevc (default 18 "
+                       "and 22), 0-63 for av1/vp9 (default 32 and 30)")
+    group.add_argument("--preset", metavar="NAME",
+                       help="encoder speed: x264's ultrafast ... placebo for h264/hevc (default "
+                       "fast), 0-13 for av1 (13 fastest; default 8), 0-8 for vp9 (default 4)")
+    group.add_argument("--bitrate", type=_bit_rate, metavar="RATE",
+                       help="target bit rate instead of constant quality, e.g. 5M or 2500k")
+
+
+def _bit_rate(text: str) -> int:
+    try:
+        return parse_bit_rate(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_mask_options(parser: argparse.ArgumentParser) -> None:
+    """Threshold, shrink/grow, feather and despill (``streammatte.mask``)."""
+    group = parser.add_argument_group(
+        "mask", "applied after temporal smoothing, before compositing, in this order")
+    group.add_argument("--threshold", type=float, metavar="T",
+                       help="a hard mask: alpha >= T (0-1, e.g. 0.5) is foreground, the rest "
+                       "background")
+    size = group.add_mutually_exclusive_group()
+    size.add_argument("--shrink", type=int, default=0, metavar="PX", dest="shrink_px",
+                      help="erode the mask by PX pixels (cuts a halo of the old background; "
+                      "default: 0)")
+    size.add_argument("--grow", type=int, default=0, metavar="PX", dest="grow_px",
+                      help="dilate the mask by PX pixels (keeps thin parts; default: 0)")
+    group.add_argument("--feather", type=float, default=0, metavar="PX", dest="feather_px",
+                       help="soften the edge so it ramps over about PX pixels (default: 0)")
+    group.add_argument("--despill", action="store_true",
+                       help="remove the old background's colour from soft edges (green spill, "
+                       "dark halos) in the composite and the foreground")
+
+
+def add_report_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--report", type=Path, metavar="FILE.json",
+                        help="write a machine-readable run report (frames, engine, device, "
+                        "timings per stage, notes, audio, outputs; docs/run-report.md), "
+                        "replaced only with --overwrite")
+
+
+def report_file(args: argparse.Namespace, command: str) -> ReportFile | nullcontext[None]:
+    """The ``--report`` file, staged before any work (None without ``--report``)."""
+    if getattr(args, "report", None) is None:
+        return nullcontext()
+    report: Path = args.report
+    outputs = [args.output, getattr(args, "output_matte", None),
+               getattr(args, "output_foreground", None)]
+    for output in outputs:
+        if output is not None and output.resolve() == report.resolve():
+            raise ConfigError(f"{report}: the report would overwrite an output; choose "
+                              "another path")
+    return ReportFile(report, command, overwrite=getattr(args, "overwrite", False),
+                      inputs=list(args.input), argv=getattr(args, "command_line", None))
+
+
+def mask_and_encoding_from(args: argparse.Namespace) -> dict[str, Any]:
+    """The MatteConfig options of ``add_mask_options`` and ``add_encoding_options``."""
+    options: dict[str, Any] = {}
+    for name in ("threshold", "shrink_px", "grow_px", "feather_px", "despill", "codec", "crf",
+                 "preset"):
+        if hasattr(args, name):
+            options[name] = getattr(args, name)
+    if hasattr(args, "bitrate"):
+        options["bitrate_bps"] = args.bitrate
+    return options

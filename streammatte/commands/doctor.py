@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ..cuda.selfcheck import CheckRecords
 from .common import SubParsers
 
 TRT_HINT = "pip install 'streammatte[trt]'"
@@ -244,6 +245,31 @@ def check_selection() -> Check:
     return Check("selected back-end", True, detail)
 
 
+def check_gpu_self_check(run: Runner = run_command, records: CheckRecords | None = None
+                         ) -> list[Check]:
+    """Whether the GPU chain was self-checked on each GPU under its driver, when, and how it
+    went (from the record the runs keep beside the model cache); nothing without a GPU."""
+    from ..chain.check import default_records
+    from ..cuda.selfcheck import GpuIdentity
+
+    records = records if records is not None else default_records(None)
+    query = run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total,compute_cap",
+                 "--format=csv,noheader"])
+    checks = []
+    for gpu in parse_nvidia_smi(query) if query else []:
+        identity = GpuIdentity(gpu["name"], gpu["driver"])
+        done = records.for_gpu(identity)
+        checks += [Check("GPU self-check", r.passed, r.describe()) for r in done]
+        if not done:
+            before = records.drivers_checked(gpu["name"])
+            checks.append(Check("GPU self-check", False, f"not yet on {gpu['name']} with driver "
+                                f"{gpu['driver']}" + (f" (checked under driver "
+                                                      f"{', '.join(before)})" if before else ""),
+                                "the first run with --backend auto, trt or onnxruntime-cuda "
+                                "checks it against the CPU"))
+    return checks
+
+
 def collect_checks(run: Runner = run_command) -> list[Check]:
     gpu = check_gpu(run)
     has_gpu = any(c.area == "GPU" and c.ok for c in gpu)
@@ -251,7 +277,7 @@ def collect_checks(run: Runner = run_command) -> list[Check]:
         Check("python", True, f"{sys.version.split()[0]} on {platform.platform()}",
               optional=False),
         *gpu, *check_packages(has_gpu), *check_pyav(), *check_features(),
-        *check_virtual_camera(), check_selection(),
+        *check_virtual_camera(), check_selection(), *check_gpu_self_check(run),
     ]
 
 

@@ -102,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"\nsent {stats.frames_out} frames in {stats.elapsed_s:.1f} s "
               f"({stats.fps:.1f} fps), dropped {stats.dropped} of {stats.frames_in} "
               f"with {chain.engine.describe()}", file=sys.stderr)
-        for note in chain.notes:
+        for note in chain.run_notes(stats):
             print(f"note: {note}", file=sys.stderr)
         if shedder is not None and shedder.mode != config.temporal:
             print(f"smoothing ended at {shedder.mode} ({config.temporal} was shed to keep up; "

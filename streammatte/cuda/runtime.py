@@ -18,6 +18,7 @@ geometry, kernel semantics) is tested on the CPU.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import threading
 from collections.abc import Iterator, Sequence
@@ -334,10 +335,21 @@ class GpuMatter:
         self._pending: list[int | None] = [None] * slots
         self._next = 0
         self._ema_first = True
+        self._capture_left = 0
+        self._captured = [0] * slots
+        self._alpha_host: dict[int, Any] = {}
+        #: alphas downloaded by ``capture_alpha``, in frame order, for the caller to take
+        self.alphas: collections.deque[npt.NDArray[np.float32]] = collections.deque()
 
     def reset(self) -> None:
         """Forget the temporal state (seek, scene cut, new stream)."""
         self._ema_first = True
+
+    def capture_alpha(self, frames: int) -> None:
+        """Also download the alpha (after the EMA, before compositing) of the next ``frames``
+        frames submitted: they arrive in ``alphas`` with their outputs, in order. The
+        self-check compares them with the CPU chain's; later frames pay nothing."""
+        self._capture_left = max(0, frames)
 
     def submit(self, frames: Sequence[npt.NDArray[np.uint8]]) -> list[npt.NDArray[np.uint8]]:
         n = len(frames)
@@ -354,6 +366,8 @@ class GpuMatter:
         host_in = self._host[f"frames_host[{slot}]"]
         for i, f in enumerate(frames):
             np.copyto(host_in[i], f)
+        self._captured[slot] = min(n, self._capture_left)
+        self._capture_left -= self._captured[slot]
         with self.context.active():
             self._enqueue(slot, n)
         self._pending[slot] = n
@@ -375,6 +389,9 @@ class GpuMatter:
         with self.context.active():
             self._done[slot].synchronize()
         self._pending[slot] = None
+        if self._captured[slot]:
+            self.alphas.extend(np.array(a) for a in self._alpha_host[slot][:self._captured[slot]])
+            self._captured[slot] = 0
         host_out = self._host[f"output_host[{slot}]"]
         return [np.array(host_out[i]) for i in range(n)]
 
@@ -410,6 +427,10 @@ class GpuMatter:
                     flat.grid, flat.block, s, p["ema_state"], alpha + 4 * w * h * i,
                     float(self.ema_weight), int(self._ema_first), w * h)
                 self._ema_first = False
+        if self._captured[slot]:
+            if slot not in self._alpha_host:
+                self._alpha_host[slot] = cuda.pagelocked_empty((self.batch, h, w), np.float32)
+            cuda.memcpy_dtoh_async(self._alpha_host[slot][:self._captured[slot]], alpha, s)
         channels = K.COMPOSITE_CHANNELS[self.mode]
         background = p.get("background", 0)
         k["sm_composite"].prepared_async_call(
@@ -429,6 +450,7 @@ class GpuMatter:
             self._arena.free()
         self._arena = None
         self._host.clear()
+        self._alpha_host.clear()
 
     def __enter__(self) -> GpuMatter:
         return self

@@ -43,6 +43,9 @@ class Engine(ABC):
     #: True when the engine keeps state across frames (background models): frames must be
     #: fed in order and never dropped ahead of it
     stateful: bool = False
+    #: set by the ``auto`` back-end when a GPU back-end it selected failed to open and this
+    #: engine runs instead: which one, and why (the run report's fallback note)
+    gpu_fallback: str | None = None
 
     @property
     def inputs(self) -> Mapping[str, TensorSpec]:

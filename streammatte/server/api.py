@@ -73,8 +73,10 @@ IMAGE_FORMATS: dict[str, tuple[str, str]] = {
 }
 #: video formats a job may produce (the PNG sequence is served as one zip)
 VIDEO_FORMATS: tuple[str, ...] = ("vp9", "h264", "hevc", "prores4444", "png", "matte")
-IMAGE_OPTIONS = ("engine", "background", "only_mask", "format", "refine")
-VIDEO_OPTIONS = ("engine", "background", "format", "temporal", "refine")
+#: the mask controls (streammatte.mask), as form fields: pixels for shrink, grow and feather
+MASK_OPTIONS = ("threshold", "shrink", "grow", "feather", "despill")
+IMAGE_OPTIONS = ("engine", "background", "only_mask", "format", "refine", *MASK_OPTIONS)
+VIDEO_OPTIONS = ("engine", "background", "format", "temporal", "refine", *MASK_OPTIONS)
 
 _FIELD_LIMIT = 4096
 _FORM_OVERHEAD = 64 * 1024  # multipart boundaries and option fields around the file
@@ -97,6 +99,28 @@ def _known(options: dict[str, str], allowed: tuple[str, ...]) -> None:
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         raise ConfigError(f"unknown option(s) {unknown} (known: {', '.join(allowed)})")
+
+
+def _number(name: str, value: str, kind: type[int] | type[float]) -> float:
+    try:
+        return kind(value.strip())
+    except ValueError:
+        what = "a whole number of pixels" if kind is int else "a number"
+        raise ConfigError(f"{name} should be {what}, got {value!r}") from None
+
+
+def _mask_options(options: dict[str, str]) -> dict[str, Any]:
+    """The MatteConfig fields of the mask controls a form gave (checked by MatteConfig)."""
+    out: dict[str, Any] = {}
+    if "threshold" in options:
+        out["threshold"] = _number("threshold", options["threshold"], float)
+    for name, kind in (("shrink", int), ("grow", int), ("feather", float)):
+        if name in options:
+            out[f"{name}_px"] = _number(name, options[name], kind)
+    if "despill" in options:
+        out["despill"] = _flag("despill", options["despill"])
+    MatteConfig(**out)  # a bad value or combination is a 400 now, not a failed job later
+    return out
 
 
 def _choice(name: str, value: str, choices: tuple[str, ...] | list[str]) -> str:
@@ -240,7 +264,8 @@ def _image_config(options: dict[str, str], provider: EngineProvider,
     config = MatteConfig(engine=engine, background=background,
                          output_format="matte" if only_mask else "auto",
                          upsample="guided" if refine else "bilinear",
-                         models_dir=settings.models_dir, device=settings.device)
+                         models_dir=settings.models_dir, device=settings.device,
+                         **_mask_options(options))
     return config, fmt
 
 
@@ -315,7 +340,7 @@ def _video_options(options: dict[str, str], provider: EngineProvider,
                           "blur, or format vp9 or prores4444")
     refine = _flag("refine", options.get("refine", "false"))
     return VideoOptions(engine=engine, background=background, output_format=fmt,
-                        temporal=temporal, refine=refine)
+                        temporal=temporal, refine=refine, **_mask_options(options))
 
 
 async def create_job(request: web.Request) -> web.Response:
@@ -425,6 +450,18 @@ def openapi_document() -> dict[str, Any]:
               "default: the server's default"}
     refine = {"type": "boolean", "default": False,
               "description": "guided-filter upsampling: the matte's edges follow the picture"}
+    mask = {
+        "threshold": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1,
+                      "description": "a hard mask: alpha >= threshold is foreground"},
+        "shrink": {"type": "integer", "minimum": 0, "default": 0,
+                   "description": "erode the mask by this many pixels"},
+        "grow": {"type": "integer", "minimum": 0, "default": 0,
+                 "description": "dilate the mask by this many pixels (not with shrink)"},
+        "feather": {"type": "number", "minimum": 0, "default": 0,
+                    "description": "soften the edge over about this many pixels"},
+        "despill": {"type": "boolean", "default": False,
+                    "description": "remove the old background's colour from soft edges"},
+    }
     background = {"type": "string", "default": "auto",
                   "description": "auto, transparent, blur, a colour name or #rrggbb "
                   "(or send a background_file instead)"}
@@ -477,7 +514,7 @@ def openapi_document() -> dict[str, Any]:
                                   "description": "return the matte alone (greyscale)"},
                     "format": {"type": "string", "enum": list(IMAGE_FORMATS),
                                "default": "png"},
-                    "refine": refine}),
+                    "refine": refine, **mask}),
                 "responses": {"200": {"description": "the result image", "content": {
                     t: {"schema": {"type": "string", "format": "binary"}}
                     for _, t in IMAGE_FORMATS.values()}},
@@ -492,7 +529,7 @@ def openapi_document() -> dict[str, Any]:
                                    "default": "vp9"},
                         "temporal": {"type": "string", "enum": temporal_modes(),
                                      "default": DEFAULT_FILE_MODE},
-                        "refine": refine}),
+                        "refine": refine, **mask}),
                     "responses": {"202": {"description": "queued", "content": job_ref},
                                   **_error_responses(400, 401, 413, 415, 422, 503)}},
                 "get": {"summary": "List this client's jobs", "responses": {"200": {

@@ -190,6 +190,12 @@ class VideoOptions:
     refine: bool = False
     #: an uploaded background picture or clip (server-side path, never shown to clients)
     background_file: Path | None = None
+    #: mask controls (MatteConfig's fields of the same names)
+    threshold: float | None = None
+    shrink_px: int = 0
+    grow_px: int = 0
+    feather_px: float = 0.0
+    despill: bool = False
 
     @property
     def extension(self) -> str:
@@ -200,7 +206,11 @@ class VideoOptions:
         return {"engine": self.engine,
                 "background": "uploaded file" if self.background_file else self.background,
                 "format": self.output_format, "temporal": self.temporal,
-                "refine": "true" if self.refine else "false"}
+                "refine": "true" if self.refine else "false",
+                "threshold": "" if self.threshold is None else f"{self.threshold:g}",
+                "shrink": str(self.shrink_px), "grow": str(self.grow_px),
+                "feather": f"{self.feather_px:g}",
+                "despill": "true" if self.despill else "false"}
 
 
 MEDIA_TYPES = {".mp4": "video/mp4", ".mov": "video/quicktime", ".webm": "video/webm",
@@ -522,7 +532,10 @@ class JobManager:
         config = MatteConfig(engine=options.engine, background=background,
                              output_format=options.output_format, temporal=options.temporal,
                              upsample="guided" if options.refine else "bilinear",
-                             models_dir=settings.models_dir, device=settings.device)
+                             models_dir=settings.models_dir, device=settings.device,
+                             threshold=options.threshold, shrink_px=options.shrink_px,
+                             grow_px=options.grow_px, feather_px=options.feather_px,
+                             despill=options.despill)
         output = job.dir / f"result{options.extension}"
         frames_dir = job.dir / "result-frames" if FORMATS[options.output_format].codec is None \
             else None

@@ -215,12 +215,14 @@ class LiveCompositor(Compositor):
     rounds ties differently), a third of the time, and off the GIL — on a live path every
     millisecond is latency."""
 
-    def __call__(self, frame: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    def __call__(self, frame: np.ndarray, alpha: np.ndarray,
+                 foreground: np.ndarray | None = None) -> np.ndarray:
         import cv2
 
         backdrop = self._backdrop(frame)
         weight = np.ascontiguousarray(alpha, dtype=np.float32)
-        return np.asarray(cv2.blendLinear(frame, backdrop, weight, 1.0 - weight), np.uint8)
+        colour = frame if foreground is None else foreground
+        return np.asarray(cv2.blendLinear(colour, backdrop, weight, 1.0 - weight), np.uint8)
 
 
 def _refiner() -> Callable[[np.ndarray, np.ndarray], np.ndarray]:

@@ -367,3 +367,33 @@ class StagedOutput:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.discard()
+
+
+def publish_all(outputs: Sequence[StagedOutput]) -> list[Path]:
+    """Publish the finished outputs of one run (a composite and its matte, say); returns
+    their paths.
+
+    Call it only once every output is complete: a run that fails before that publishes none
+    of them (each is discarded), so outputs never disagree about which frames they hold.
+    Publishing is one step per output, and there is no atomic step across files: when one
+    cannot be published (another run took its name, an OS error), the others are still
+    published, and one SinkError (an OutputExistsError when that was the cause, saying where
+    the result was kept) names the output that failed and those that were published.
+    """
+    published: list[Path] = []
+    failed: list[SinkError] = []
+    for staged in outputs:
+        try:
+            published.append(staged.publish())
+        except SinkError as exc:
+            failed.append(exc)
+    if not failed:
+        return published
+    done = ", ".join(str(p) for p in published) or "none"
+    message = f"{'; '.join(str(e) for e in failed)} (the run's other outputs published: {done})"
+    first = failed[0]
+    if isinstance(first, OutputExistsError) and len(failed) == 1:
+        raise OutputExistsError(message, first.kept) from first
+    error = SinkError(message)
+    error.errno = first.errno
+    raise error from first
