@@ -6,6 +6,7 @@ Ray is the ``streammatte[ray]`` extra: these tests skip without it, except in CI
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -98,16 +99,20 @@ def test_a_worker_reports_a_bad_input_instead_of_raising(tmp_path: Path) -> None
     assert list(tmp_path.iterdir()) == [bad]
 
 
-@pytest.mark.parametrize("option", [["--output-matte", "m.mp4"], ["--report", "r.json"],
-                                    ["-o", "-"]])
+@pytest.mark.parametrize("flag", ["--output-matte", "--report", "-o"])
 def test_ray_refuses_what_only_the_local_run_does(
-        tmp_path: Path, option: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+        tmp_path: Path, flag: str, capsys: pytest.CaptureFixture[str]) -> None:
     clip = tmp_path / "a.mp4"
     make_video(clip, frames=3)
+    value = "-" if flag == "-o" else str(tmp_path / ("r.json" if flag == "--report" else "m.mp4"))
     args = ["video", str(clip), "-o", str(tmp_path / "out.mp4"), "-e", "mog2", "--ray"]
-    assert main([*args, *option]) == 2
-    flag = "- (stdin/stdout)" if option[0] == "-o" else option[0]
-    assert f"--ray does not support {flag} yet; run without --ray" in capsys.readouterr().err
+    assert main([*args, flag, value]) == 2
+    said = "- (stdin/stdout)" if flag == "-o" else flag
+    error = f"--ray does not support {said} yet; run without --ray"
+    assert error in capsys.readouterr().err
+    if flag == "--report":  # the report says why the run failed, as for any error
+        assert json.loads((tmp_path / "r.json").read_text())["error"] == error
+        (tmp_path / "r.json").unlink()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.mp4"]
 
 
