@@ -57,6 +57,15 @@ class _Writer:
             self.stream.write(line + "\n")
         self.stream.flush()
 
+    def print(self, text: str) -> None:
+        """``text`` on lines of its own, whatever ``enabled`` says; on a terminal the in-place
+        line is cleared first (the next ``show`` draws it again below)."""
+        if self.tty and self._width:
+            self.stream.write("\r" + " " * self._width + "\r")
+            self._width = 0
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
     def end_line(self) -> None:
         """Leave the terminal's in-place line, so what is printed next starts on its own."""
         if self.enabled and self.tty and self._width:
@@ -107,7 +116,8 @@ class ProgressLine:
         while len(self._samples) > 2 and elapsed - self._samples[1][0] >= self.window_s:
             self._samples.popleft()
 
-    def render(self, done: int) -> str:
+    def render(self, done: int, detail: str = "") -> str:
+        """The line for ``done`` frames; ``detail`` (e.g. the workers alive) at its end."""
         parts = [f"{done}/{self.total} {self.label}" if self.total else f"{done} {self.label}"]
         if self.total:
             parts.append(f"{min(100, 100 * done // self.total)}%")
@@ -116,13 +126,20 @@ class ProgressLine:
         if self.total and done < self.total:
             parts.append(f"ETA {format_duration((self.total - done) / rate)}" if rate
                          else "ETA …")
+        if detail:
+            parts.append(detail)
         return "  ".join(parts)
 
-    def update(self, done: int, elapsed_s: float | None = None) -> None:
+    def update(self, done: int, elapsed_s: float | None = None, detail: str = "") -> None:
         elapsed = self._clock() - self._started if elapsed_s is None else elapsed_s
         self._record(done, elapsed)
         if self.enabled:
-            self._writer.show(self.render(done))
+            self._writer.show(self.render(done, detail))
+
+    def note(self, text: str) -> None:
+        """Print ``text`` on lines of its own above the progress line, even when the line is
+        off (``enabled=False``): the caller decides what a quiet run still says."""
+        self._writer.print(text)
 
     def finish(self) -> None:
         self._writer.end_line()

@@ -23,7 +23,7 @@ VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".m
                             ".ts", ".mts", ".wmv", ".flv"})
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"})
 #: errors of the output folder itself, not of one file: the rest of a batch would fail alike
-_FOLDER_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+FOLDER_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
 
 
 def is_batch(inputs: Sequence[Path]) -> bool:
@@ -80,6 +80,16 @@ def skip_single(output: Path, *, skip_existing: bool, quiet: bool) -> bool:
     return True
 
 
+def make_output_folder(pairs: Sequence[tuple[Path, Path]]) -> None:
+    """Create the folder a batch writes into (SinkError naming it if it cannot be)."""
+    if pairs:
+        folder = pairs[0][1].parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise write_error(folder, exc, "cannot create the output folder") from exc
+
+
 def run_batch(pairs: Sequence[tuple[Path, Path]], one: Callable[[Path, Path], str], *,
               quiet: bool, skip_existing: bool = False, report: ReportFile | None = None
               ) -> int:
@@ -92,12 +102,7 @@ def run_batch(pairs: Sequence[tuple[Path, Path]], one: Callable[[Path, Path], st
     runs into ``report`` (the ``--report`` file), done or failed; inputs passed over are put
     there as skipped.
     """
-    if pairs:
-        folder = pairs[0][1].parent
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise write_error(folder, exc, "cannot create the output folder") from exc
+    make_output_folder(pairs)
     failed: list[tuple[Path, str]] = []
     skipped = 0
     for n, (src, dst) in enumerate(pairs, 1):
@@ -113,7 +118,7 @@ def run_batch(pairs: Sequence[tuple[Path, Path]], one: Callable[[Path, Path], st
         try:
             line = one(src, dst)
         except StreamMatteError as exc:
-            if isinstance(exc, SinkError) and exc.errno in _FOLDER_FULL:
+            if isinstance(exc, SinkError) and exc.errno in FOLDER_FULL:
                 done = n - 1 - len(failed) - skipped
                 raise SinkError(f"{exc}; the batch stopped at {src} ({n} of {len(pairs)}): "
                                 f"{done} done before it, {len(pairs) - n} not started") from exc
@@ -122,9 +127,16 @@ def run_batch(pairs: Sequence[tuple[Path, Path]], one: Callable[[Path, Path], st
             continue
         if not quiet:
             print(f"  {line}", file=sys.stderr)
-    done = len(pairs) - len(failed) - skipped
-    tally = f"{done} of {len(pairs)} done" + (f", {skipped} skipped (output exists)"
-                                              if skipped else "")
+    return report_tally(len(pairs), failed, skipped, quiet=quiet)
+
+
+def report_tally(total: int, failed: Sequence[tuple[Path, str]], skipped: int, *,
+                 quiet: bool) -> int:
+    """The batch's last word: how many were done and skipped, every failure again; the exit
+    status (2 if any failed)."""
+    done = total - len(failed) - skipped
+    tally = f"{done} of {total} done" + (f", {skipped} skipped (output exists)"
+                                         if skipped else "")
     if failed:
         print(f"streammatte: {tally}; failed:", file=sys.stderr)
         for src, message in failed:

@@ -15,6 +15,7 @@ from ..inference import Engine
 from ..progress import DownloadProgress
 from ..report import ReportFile, RunEntry
 from .batch import IMAGE_SUFFIXES, expand_inputs, is_batch, plan_outputs, run_batch, skip_single
+from .cluster import add_cluster_options, run_on_cluster, wants_cluster
 from .common import (
     SubParsers,
     add_engine_options,
@@ -39,6 +40,7 @@ def add_parser(subparsers: SubParsers) -> None:
                         "receives one PNG per input")
     add_engine_options(parser)
     add_output_options(parser, video=False)
+    add_cluster_options(parser, video=False)
     add_mask_options(parser)
     add_report_option(parser)
     parser.set_defaults(func=run)
@@ -62,6 +64,9 @@ def _run(args: argparse.Namespace, config: MatteConfig, report_to: ReportFile | 
             print(f"wrote {args.output}", file=sys.stderr)
         return 0
     pairs = plan_outputs(expand_inputs(args.input, IMAGE_SUFFIXES, "image"), args.output, ".png")
+    if wants_cluster(args):
+        return run_on_cluster(args, config, pairs, "image",
+                              lambda outcome: [f"wrote {outcome.task.dst}"])
     with open_configured_engine(config, on_download, hf_auth_tokens()) as engine:
         def one(src: Path, dst: Path) -> str:
             _matte_one(src, dst, config, engine, None, report_to)

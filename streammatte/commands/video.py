@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from ..api import RunReport, matte_video, open_configured_engine
+from ..cluster.work import Outcome
 from ..config import MatteConfig
 from ..errors import ConfigError, StreamMatteError
 from ..inference import Engine
@@ -24,6 +25,7 @@ from .batch import (
     run_batch,
     skip_single,
 )
+from .cluster import add_cluster_options, run_on_cluster, wants_cluster
 from .common import (
     SubParsers,
     add_encoding_options,
@@ -60,6 +62,7 @@ def add_parser(subparsers: SubParsers) -> None:
                         "a folder of PNGs (for a batch: a folder, one <name>.webm per input)")
     add_engine_options(parser)
     add_output_options(parser, video=True)
+    add_cluster_options(parser, video=True)
     add_encoding_options(parser)
     add_mask_options(parser)
     add_trim_options(parser)
@@ -114,6 +117,9 @@ def _run(args: argparse.Namespace, config: MatteConfig, report_to: ReportFile | 
             if report_to is not None:
                 report_to.add(RunEntry(args.input[0], status="skipped"))
             return 0
+        if wants_cluster(args):
+            return run_on_cluster(args, config, [(args.input[0], args.output)], "video",
+                                  _describe, batch=False)
         report = _matte_one(args, config, args.input[0], args.output, None, on_download,
                             report_to)
         if not args.quiet:
@@ -123,6 +129,8 @@ def _run(args: argparse.Namespace, config: MatteConfig, report_to: ReportFile | 
         return 0
     files = expand_inputs(args.input, VIDEO_SUFFIXES, "video")
     pairs = plan_outputs(files, args.output, batch_suffix(config))
+    if wants_cluster(args):
+        return run_on_cluster(args, config, pairs, "video", _describe)
     extras = _batch_extra_folders(args)
     with open_configured_engine(config, on_download, hf_auth_tokens()) as engine:
         def one(src: Path, dst: Path) -> str:
@@ -198,6 +206,10 @@ def _matte_and_show(args: argparse.Namespace, config: MatteConfig, src: Path, ds
                          foreground_output=extras.get("foreground"))
     bar.finish()
     return report
+
+
+def _describe(outcome: Outcome) -> list[str]:
+    return [_summary(outcome.report), *_details(outcome.report)] if outcome.report else []
 
 
 def _summary(report: RunReport) -> str:

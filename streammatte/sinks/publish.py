@@ -16,7 +16,9 @@ through them) stages its output as a hidden temporary file or folder beside the 
 - With ``overwrite`` a file is replaced by ``os.replace`` and a folder by an atomic exchange;
   the folder swapped out loses only the files a PNG sequence is made of.
 - Temporary outputs left by a run that was killed (SIGKILL, power loss) are removed by the
-  next run into the same folder, once their process is gone.
+  next run into the same folder, once their process is gone. The temporary name carries the
+  host as well as the pid, ``.NAME.partial-PID-RANDOM@HOST``: on a shared folder (a cluster
+  on NFS) a pid can be judged only on its own host, so another host's are left alone.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import errno
 import json
 import os
 import re
+import socket
 import stat
 import uuid
 from collections.abc import Iterable, Sequence
@@ -39,7 +42,8 @@ from ..errors import ConfigError, SinkError
 MANIFEST = ".streammatte-sequence.json"
 
 _SEQUENCE_FILE = re.compile(r"frame_\d{6}\.png|audio\.mka|" + re.escape(MANIFEST))
-_PARTIAL = re.compile(r"\..+\.partial-(?P<pid>[1-9]\d*)-[0-9a-f]{8}(\.[A-Za-z0-9]+)?")
+_PARTIAL = re.compile(r"\..+\.partial-(?P<pid>[1-9]\d*)-[0-9a-f]{8}(@(?P<host>[\w-]+))?"
+                      r"(\.[A-Za-z0-9]+)?", re.ASCII)
 #: errno values that mean "this filesystem cannot do that", not "that failed"
 _UNSUPPORTED = {errno.EPERM, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP,
                 errno.EMLINK, errno.EXDEV}
@@ -167,18 +171,24 @@ def _remove_partial(path: Path) -> None:
         path.rmdir()
 
 
+def _host_tag() -> str:
+    """This host as the temporary name carries it (letters, digits, ``_`` and ``-``)."""
+    return re.sub(r"[^\w-]", "_", socket.gethostname(), flags=re.ASCII)[:64] or "host"
+
+
 def sweep_stale_partials(folder: Path) -> list[Path]:
     """Remove the temporary outputs in ``folder`` whose process is gone (a run that was
-    killed); returns what was removed. Only names of the ``.NAME.partial-PID-RANDOM`` form
-    are looked at."""
+    killed); returns what was removed. Only names of the ``.NAME.partial-PID-RANDOM[@HOST]``
+    form are looked at, and only this host's (a name without a host counts as this host's)."""
     removed: list[Path] = []
     try:
         entries = list(os.scandir(folder))
     except OSError:
         return removed
+    here = _host_tag()
     for entry in entries:
         match = _PARTIAL.fullmatch(entry.name)
-        if match is None or _pid_alive(int(match["pid"])):
+        if match is None or match["host"] not in (None, here) or _pid_alive(int(match["pid"])):
             continue
         with contextlib.suppress(OSError):
             _remove_partial(Path(entry.path))
@@ -239,7 +249,8 @@ def move_no_clobber(src: Path, dst: Path) -> None:
 
 
 def _partial_name(path: Path, suffix: str) -> Path:
-    return path.with_name(f".{path.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}{suffix}")
+    return path.with_name(f".{path.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+                          f"@{_host_tag()}{suffix}")
 
 
 class StagedOutput:
