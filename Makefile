@@ -36,7 +36,7 @@ test-all: lint
 	$(BIN)/pytest
 
 bench: setup
-	$(BIN)/streammatte bench samples/vtest-excerpt.mp4 --frames 40
+	$(BIN)/streammatte bench samples/vtest-excerpt.mp4 --frames 40 --pipeline
 
 # For users: streammatte and what serve needs, without the dev tools, in its own virtual
 # environment (as pipx does); the command is linked into $(PREFIX)/bin.

@@ -77,6 +77,8 @@ class RunReport:
     notes: list[str] = field(default_factory=list)
     outputs: list[WrittenOutput] = field(default_factory=list)
     device: str = ""
+    #: frames the engine ran on: ``frames_in`` but where a keyframe mode propagated the matte
+    engine_frames: int = 0
 
     @property
     def fps(self) -> float:
@@ -172,6 +174,7 @@ def matte_video(
         pipeline = Pipeline(source, chain.stages(write, want_alpha=bool(others)),
                             max_queue_frames=config.max_queue_frames, cancel=cancel)
         stats = pipeline.run(on_progress)
+        engine_frames = chain.engine_frames(stats)
         if sink.frames_written == 0:
             raise SourceError(f"{source.label}: no frame could be decoded: "
                               f"{source.why_empty()}")
@@ -191,6 +194,7 @@ def matte_video(
         output=dst, engine=chain.engine.describe(), format=fmt.name, frames_in=stats.frames_in,
         frames_out=sink.frames_written, elapsed_s=stats.elapsed_s, stats=stats,
         audio_tracks=sink.audio_tracks, notes=notes, device=chain.engine.device,
+        engine_frames=engine_frames,
         outputs=[WrittenOutput(kind, each.path, each.format.name, each.encoder,
                                tuple(each.audio_tracks)) for kind, each in sinks],
     )

@@ -243,3 +243,172 @@ def format_table(result: BenchResult) -> str:
     elif result.rembg_note:
         lines.append(f"| rembg comparison | {result.rembg_note} |")
     return "\n".join(lines)
+
+
+# -- whole process against the rembg loop --------------------------------------------------------
+
+#: the yardstick's script, run by path so that its process imports nothing of streammatte
+LOOP_SCRIPT = Path(__file__).with_name("bench_loop.py")
+
+
+@dataclass(slots=True)
+class WholeRun:
+    """One mode's whole-process runs: wall seconds per round, the engine's share of frames."""
+
+    mode: str
+    seconds: list[float] = field(default_factory=list)
+    engine_frames: int = 0
+    frames: int = 0
+    iou: float | None = None
+    dtssd: float | None = None
+
+    @property
+    def median_s(self) -> float:
+        return statistics.median(self.seconds)
+
+
+@dataclass(slots=True)
+class WholeResult:
+    clip: str
+    size: tuple[int, int]
+    frames: int
+    engine: str
+    rounds: int
+    loop: WholeRun
+    runs: list[WholeRun]
+    #: per-frame output (temporal none) on the ground truth, when the clip has it
+    baseline: WholeRun | None = None
+
+
+def prepare_clip(clip: Path, dst: Path, frames: int, size: tuple[int, int] | None) -> tuple[
+        int, tuple[int, int]]:
+    """The first ``frames`` frames of ``clip`` (a video, or a folder of frames such as a DAVIS
+    sequence's) as an H.264 MP4 (CRF 12), scaled to ``size`` when given: the one input every
+    timed run decodes. Returns (frames written, size)."""
+    import av
+    import cv2
+
+    from .evaluate import find_clips, iter_frames
+
+    (found,) = find_clips(clip)[:1]
+    written, out_size = 0, (0, 0)
+    with av.open(str(dst), "w") as container:
+        stream = None
+        for _, image in iter_frames(found, frames):
+            if size is not None and (image.shape[1], image.shape[0]) != size:
+                image = np.ascontiguousarray(cv2.resize(image, size,
+                                                        interpolation=cv2.INTER_AREA))
+            if stream is None:
+                # 4:2:0 wants even sizes: a last odd row or column is cropped
+                out_size = (image.shape[1] // 2 * 2, image.shape[0] // 2 * 2)
+                w, h = out_size
+                stream = container.add_stream("libx264", rate=25)
+                stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+                stream.options = {"crf": "12"}
+            image = np.ascontiguousarray(image[:out_size[1], :out_size[0]])
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                container.mux(packet)
+            written += 1
+        if stream is not None:
+            for packet in stream.encode(None):
+                container.mux(packet)
+    return written, out_size
+
+
+def _timed(argv: list[str]) -> float:
+    import subprocess
+
+    started = time.perf_counter()
+    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    elapsed = time.perf_counter() - started
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} failed ({done.returncode}): "
+                           f"{done.stderr.strip()[-2000:]}")
+    return elapsed
+
+
+def run_whole_process(
+    clip: Path,
+    *,
+    engine_name: str = DEFAULT_ENGINE,
+    modes: tuple[str, ...] = (DEFAULT_FILE_MODE, "none"),
+    frames: int = 90,
+    size: tuple[int, int] | None = None,
+    rounds: int = 3,
+    models_dir: Path | None = None,
+    log: Callable[[str], None] = lambda _: None,
+) -> WholeResult:
+    """Wall time of whole processes on the same input, ``rounds`` interleaved rounds: the
+    rembg loop (``bench_loop.py``, same model file) against ``streammatte video`` in each of
+    ``modes``, white background, libx264 CRF 18. The engine's share of frames comes from each
+    run's report; IoU and dtSSD (``evaluate``, the frames at the clip's own size) when
+    ``clip`` is a folder with ground-truth masks."""
+    import json
+    import sys
+
+    from .evaluate import EvalSpec, evaluate_engine, find_clips
+    from .inference import resolve_model
+    from .models.catalog import get_spec
+
+    model = resolve_model(get_spec(engine_name), models_dir=models_dir)
+    loop = WholeRun("rembg loop")
+    runs = [WholeRun(m) for m in modes]
+    with tempfile.TemporaryDirectory(prefix="streammatte-bench-") as tmp:
+        src = Path(tmp) / "input.mp4"
+        count, out_size = prepare_clip(clip, src, frames, size)
+        base = [sys.executable, "-m", "streammatte", "video", str(src), "--engine", engine_name,
+                "--model-file", str(model), "--background", "white", "--crf", "18",
+                "--overwrite", "--quiet"]
+        for round_no in range(1, rounds + 1):
+            log(f"round {round_no}/{rounds}: rembg loop")
+            loop.seconds.append(_timed([sys.executable, str(LOOP_SCRIPT), str(src),
+                                        str(Path(tmp) / "loop.mp4"), "--model", str(model)]))
+            for run in runs:
+                log(f"round {round_no}/{rounds}: streammatte --temporal {run.mode}")
+                report = Path(tmp) / "report.json"
+                run.seconds.append(_timed([*base, "-o", str(Path(tmp) / "out.mp4"), "--temporal",
+                                           run.mode, "--report", str(report)]))
+                (entry,) = json.loads(report.read_text())["runs"]
+                run.engine_frames, run.frames = entry["engine_frames"], entry["frames_in"]
+    loop.frames = loop.engine_frames = count
+    result = WholeResult(clip=clip.name, size=out_size, frames=count, engine=engine_name,
+                         rounds=rounds, loop=loop, runs=runs)
+    clips = find_clips(clip) if clip.is_dir() else []
+    if clips and clips[0].masks is not None:
+        log("quality: every mode on the clip's own frames against its masks")
+        wanted = tuple(dict.fromkeys(("none", *modes)))
+        spec = EvalSpec(engine=engine_name, modes=wanted, max_frames=frames,
+                        models_dir=models_dir, slow_metrics=False)
+        scores = {r.mode: r.means() for r in evaluate_engine(spec, clips[:1])}
+        for run in runs:
+            run.iou, run.dtssd = scores[run.mode]["iou"], scores[run.mode]["dtssd"]
+        result.baseline = WholeRun("none", iou=scores["none"]["iou"],
+                                   dtssd=scores["none"]["dtssd"])
+    return result
+
+
+def format_whole(result: WholeResult) -> str:
+    """The table ``streammatte bench`` prints: wall times, ratios to the rembg loop, the
+    engine's share of frames, and quality where the clip has ground truth."""
+    w, h = result.size
+    lines = [
+        f"clip: {result.clip}, {result.frames} frames at {w}×{h}; engine: {result.engine}; "
+        f"whole processes, wall time, medians of {result.rounds} interleaved rounds; "
+        "white background, libx264 CRF 18",
+        "",
+        "| run | wall s | vs the rembg loop | engine ran on | IoU | ΔIoU | dtSSD | ΔdtSSD |",
+        "|---|---|---|---|---|---|---|---|",
+        f"| rembg loop (decode → same ONNX per frame → white → CRF 18) | "
+        f"{result.loop.median_s:.1f} | 1.00× | 100 % | | | | |",
+    ]
+    base = result.baseline
+    for run in result.runs:
+        share = run.engine_frames / run.frames if run.frames else 0.0
+        quality = "| | | |"
+        if run.iou is not None and run.dtssd is not None and base is not None:
+            assert base.iou is not None and base.dtssd is not None
+            quality = (f"{run.iou:.4f} | {run.iou - base.iou:+.4f} | {run.dtssd:.3f} | "
+                       f"{100 * (run.dtssd / base.dtssd - 1):+.1f} % |")
+        lines.append(f"| streammatte --temporal {run.mode} | {run.median_s:.1f} | "
+                     f"{result.loop.median_s / run.median_s:.2f}× | {share:.0%} | {quality}")
+    return "\n".join(lines)

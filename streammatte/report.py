@@ -48,6 +48,8 @@ class RunEntry:
     device: str | None = None
     frames_in: int = 0
     frames_out: int = 0
+    #: frames the engine ran on (a keyframe mode propagates the matte to the others)
+    engine_frames: int = 0
     elapsed_s: float = 0.0
     #: (name, seconds) for runs timed outside a pipeline (still images)
     timings: list[tuple[str, float]] = field(default_factory=list)
@@ -63,7 +65,8 @@ class RunEntry:
         return {
             "input": str(self.input), "status": self.status, "error": self.error,
             "engine": self.engine, "device": self.device, "frames_in": self.frames_in,
-            "frames_out": self.frames_out, "elapsed_s": round(self.elapsed_s, 6),
+            "frames_out": self.frames_out, "engine_frames": self.engine_frames,
+            "elapsed_s": round(self.elapsed_s, 6),
             "fps": round(self.frames_out / self.elapsed_s, 3) if self.elapsed_s > 0 else 0.0,
             "stages": stages, "outputs": self.outputs, "audio_tracks": self.audio_tracks,
             "notes": self.notes,
@@ -75,6 +78,7 @@ def entry_from(entry: RunEntry, report: RunReport) -> RunEntry:
     entry.status, entry.error = "done", None
     entry.engine, entry.device = report.engine, report.device
     entry.frames_in, entry.frames_out = report.frames_in, report.frames_out
+    entry.engine_frames = report.engine_frames
     entry.elapsed_s, entry.stats = report.elapsed_s, report.stats
     entry.outputs = [{"kind": o.kind, "path": str(o.path), "format": o.format,
                       "encoder": o.encoder, "audio_tracks": list(o.audio_tracks)}

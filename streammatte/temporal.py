@@ -28,7 +28,7 @@ import collections
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import cv2
 import numpy as np
@@ -47,6 +47,14 @@ class TemporalFilter(Protocol):
         ...
 
     def reset(self) -> None: ...
+
+
+@runtime_checkable
+class SkipsEngine(Protocol):
+    """A zero-lag filter that decides, frame by frame, whether the engine runs at all
+    (``keyframes-live``): ``step`` calls ``engine`` only where it must, and answers at once."""
+
+    def step(self, frame: RGBImage, engine: Callable[[RGBImage], Alpha]) -> Alpha: ...
 
 
 class LookaheadFilter(Protocol):
@@ -559,12 +567,27 @@ class ZeroLag:
         self.inner.reset()
 
 
+def _keyframes_file() -> LookaheadFilter:
+    from .keyframes import FILE_PRESET, KeyframeSmoother
+
+    return KeyframeSmoother(FILE_PRESET)
+
+
+def _keyframes_live() -> TemporalFilter:
+    from .keyframes import LIVE_PRESET, KeyframeSmoother
+
+    return KeyframeSmoother(LIVE_PRESET)
+
+
 #: zero-lag modes: usable live, and by ``Matter`` one frame at a time
 TEMPORAL_FILTERS: dict[str, Callable[[], TemporalFilter]] = {
     "none": NoSmoothing,
     "ema": FixedEma,
     "adaptive": AdaptiveEma,
     "flow": FlowBlend,
+    # forward propagation from keyframes along one flow per frame pair (keyframes.py);
+    # Chain.alpha runs the engine on keyframes only (SkipsEngine)
+    "keyframes-live": _keyframes_live,
 }
 
 #: modes that need future frames (files only): driven through push/flush
@@ -572,6 +595,8 @@ LOOKAHEAD_FILTERS: dict[str, Callable[[], LookaheadFilter]] = {
     # forward and backward recursion along flow on a 640 px copy, 10 frames ahead, + guided
     # refinement at full size: see Bidirectional and docs/temporal.md for figures and cost
     "bidirectional": Bidirectional,
+    # keyframes plus propagation, both ways, along one flow pair per frame (keyframes.py)
+    "keyframes": _keyframes_file,
 }
 
 #: the recommended mode for live input (no latency) and for files (look-ahead allowed)
@@ -678,6 +703,14 @@ class ShedUnderLoad:
     def __call__(self, alpha: Alpha, frame: RGBImage) -> Alpha:
         self._observe()
         return self._filter(alpha, frame)
+
+    def step(self, frame: RGBImage, engine: Callable[[RGBImage], Alpha]) -> Alpha:
+        """``SkipsEngine``: the rung in use skips the engine where it can (a keyframe mode);
+        the others get the engine's alpha on every frame."""
+        self._observe()
+        if isinstance(self._filter, SkipsEngine):
+            return self._filter.step(frame, engine)
+        return self._filter(engine(frame), frame)
 
     def reset(self) -> None:
         self._filter.reset()

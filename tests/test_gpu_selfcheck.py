@@ -312,14 +312,17 @@ def test_a_still_falls_back_too(gpu_backend: type[DeviceModel],
 
 # --- the host chain around a GPU engine (the default smoothing runs on the CPU) --------------
 
-@pytest.mark.parametrize("fault", ["wrong", "raise3"])
+@pytest.mark.parametrize(("fault", "temporal"), [("wrong", "adaptive"), ("raise3", "adaptive"),
+                                                 ("wrong", "keyframes")])
 def test_the_host_chain_around_a_gpu_engine_is_checked_and_falls_back(
-        gpu_backend: type[DeviceModel], fault: str, monkeypatch: pytest.MonkeyPatch,
-        clip: Path, model_path: Path, tmp_path: Path, written: list[int]) -> None:
+        gpu_backend: type[DeviceModel], fault: str, temporal: str,
+        monkeypatch: pytest.MonkeyPatch, clip: Path, model_path: Path, tmp_path: Path,
+        written: list[int]) -> None:
     # here the engine's results come back at once (no double buffering), so frame 3 raising
-    # after a window that ended at frame 2 would stop the run
+    # after a window that ended at frame 2 would stop the run; with keyframes the motion
+    # stage stays in front of the guard and the fallback's stages share its decisions
     _fault(fault, monkeypatch)
-    options = _options(model_path, temporal="adaptive")
+    options = _options(model_path, temporal=temporal)
     report = matte_video(clip, tmp_path / "gpu", backend="auto", **options)
     host = matte_video(clip, tmp_path / "host", backend="onnxruntime", device="cpu", **options)
     (note,) = [n for n in report.notes if "self-check" in n]
@@ -330,6 +333,7 @@ def test_the_host_chain_around_a_gpu_engine_is_checked_and_falls_back(
     for a, b in zip(_pngs(tmp_path / "gpu"), _pngs(tmp_path / "host"), strict=True):
         np.testing.assert_array_equal(a, b)
     assert host.frames_out == report.frames_out == FRAMES
+    assert report.engine_frames == host.engine_frames
 
 
 def test_the_report_says_what_the_host_stages_cost_beside_the_gpu_engine(

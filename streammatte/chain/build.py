@@ -12,6 +12,7 @@ runs on a GPU because a GPU back-end (or ``auto``) was asked for is guarded ther
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from types import TracebackType
 
@@ -24,12 +25,14 @@ from ..cuda.select import GPU_BACKENDS
 from ..errors import GpuCheckError, StreamMatteError
 from ..frames import Alpha, FramePacket, RGBImage
 from ..inference import Engine, open_engine
+from ..keyframes import KeyframeSmoother
 from ..mask import MaskStep
 from ..models.store import ProgressFn
 from ..pipeline import PipelineStats, Stage
 from ..temporal import (
     LOOKAHEAD_FILTERS,
     LookaheadFilter,
+    SkipsEngine,
     TemporalFilter,
     ZeroLag,
     make_streaming,
@@ -37,7 +40,7 @@ from ..temporal import (
 )
 from .check import GpuCheck, default_records, open_failure_note, runs_on_gpu
 from .gpu import gpu_chain_blocker, gpu_stages, runs_on_device_buffers
-from .host import encode_stage, host_stages
+from .host import EngineCount, KeyframeGate, encode_stage, host_stages
 from .matter import Matter
 
 
@@ -112,6 +115,8 @@ class Chain:
         self.notes: list[str] = []
         self._opening_notes: list[str] = []
         self._close_gpu: Callable[[], None] | None = None
+        #: the last host run's count of frames that ran the engine; None: the all-GPU chain
+        self._engine_count: EngineCount | None = None
         self._host_around_gpu = False
         self._check: GpuCheck | None = None
         if config.backend == "auto" and engine.gpu_fallback:
@@ -161,12 +166,24 @@ class Chain:
 
     def alpha(self, image: RGBImage) -> Alpha:
         """One frame's smoothed alpha, at once (a look-ahead mode is a ConfigError here:
-        it needs ``stages()``)."""
+        it needs ``stages()``). A keyframe mode (``SkipsEngine``, also behind live load
+        shedding) runs the engine on keyframes only."""
         if self._zero_lag is None:
             self._zero_lag = make_temporal(self.temporal_mode)
-        if self._check is not None and self._check.rejected is None:
-            return self.mask.alpha(self._zero_lag(self._check.alpha(image, self.matter), image))
-        return self.mask.alpha(self._zero_lag(self.matter.alpha(image), image))
+        check, matter = self._check, self.matter
+        engine: Callable[[RGBImage], Alpha] = matter.alpha
+        if check is not None and check.rejected is None:
+            engine = functools.partial(check.alpha, matter=matter)
+        if isinstance(self._zero_lag, SkipsEngine):
+            return self.mask.alpha(self._zero_lag.step(image, engine))
+        return self.mask.alpha(self._zero_lag(engine(image), image))
+
+    def engine_frames(self, stats: PipelineStats) -> int:
+        """How many of the last ``stages()`` run's frames (``stats``) ran the engine: all of
+        them but where a keyframe mode propagated the matte instead."""
+        if self._engine_count is None:
+            return stats.frames_in
+        return self._engine_count.frames
 
     def composite(self, image: RGBImage, alpha: Alpha) -> npt.NDArray[np.uint8]:
         """The compose step on one frame: what ``output`` asked for over the background."""
@@ -202,6 +219,7 @@ class Chain:
         """
         self._release_gpu()
         self.notes = list(self._opening_notes)
+        self._engine_count = None
         on_device = runs_on_device_buffers(self.engine)
         blocker = self.gpu_blocker(want_alpha=want_alpha) if on_device else None
         if on_device and not allow_gpu:
@@ -226,23 +244,36 @@ class Chain:
             if blocker is not None:
                 self.notes.append(f"host chain around the GPU engine: {blocker}")
             self._host_around_gpu = runs_on_gpu(self.engine)
-            stages = host_stages(self.matter, self.temporal_stream(), self.compositor, None,
-                                 self.config.batch_size, self.mask)
+            stream = self.temporal_stream()
+            # a keyframe mode's motion stage goes first, outside the self-check's guard: the
+            # host stages it may fall back to take their frames through the same gate
+            gate = KeyframeGate(stream) if isinstance(stream, KeyframeSmoother) else None
+            count = self._engine_count = EngineCount()
+            stages = host_stages(self.matter, stream, self.compositor, None,
+                                 self.config.batch_size, self.mask, gate=gate, count=count)
             if check is not None:
                 gpu = self.matter
                 stages = check.guard(
-                    stages, self._cpu_stages, kind="host chain",
+                    stages, lambda cpu: self._cpu_stages(cpu, stream, gate, count),
+                    kind="host chain",
                     gpu_alpha=lambda p: None if p.raw_output is None else gpu.to_alpha(
                         p.raw_output, p.image),
                     composite=None, release_primary=lambda: None)
+            if gate is not None:
+                stages.insert(0, gate.stage())
         if write is not None:
             stages.append(encode_stage(write))
         return stages
 
-    def _cpu_stages(self, cpu: Matter) -> list[Stage]:
-        """The host chain on the CPU engine: what a rejected GPU chain restarts as."""
-        return host_stages(cpu, self.temporal_stream(), self.compositor, None,
-                           self.config.batch_size, self.mask)
+    def _cpu_stages(self, cpu: Matter, stream: LookaheadFilter | None = None,
+                    gate: KeyframeGate | None = None, count: EngineCount | None = None
+                    ) -> list[Stage]:
+        """The host chain on the CPU engine: what a rejected GPU chain restarts as (with the
+        host run's own ``stream``, ``gate`` and ``count`` when it replaces host stages)."""
+        if count is None:  # the all-GPU chain fell back: count from here on the host
+            count = self._engine_count = EngineCount()
+        return host_stages(cpu, stream or self.temporal_stream(), self.compositor, None,
+                           self.config.batch_size, self.mask, gate=gate, count=count)
 
     def run_notes(self, stats: PipelineStats) -> list[str]:
         """``notes`` for the run report after a run of ``stages()``, with what the host

@@ -4,28 +4,70 @@ Every stage is a plain function over a batch of FramePackets (``pipeline.Stage``
 caller can insert one anywhere in the list: a stage before ``preprocess`` that decides a
 frame needs no engine run sets ``packet.run_engine = False`` and gives it its ``alpha``;
 ``preprocess`` and ``infer`` then pass it through untouched.
+
+A keyframe mode (``keyframes.KeyframeSmoother``) is such a case: its ``KeyframeGate`` gives
+the ``motion`` stage, which computes the flow to the previous frame and lets the engine run on
+keyframes only; the alpha stage then hands the propagator the engine's alpha on keyframes and
+nothing between them.
 """
 
 from __future__ import annotations
 
 import collections
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from ..compose import Compositor
 from ..frames import Alpha, FramePacket
+from ..keyframes import KeyframeSmoother, Motion
 from ..mask import MaskStep
 from ..pipeline import Stage
 from ..temporal import LookaheadFilter
 from .matter import Matter
 
 
+@dataclass(slots=True)
+class EngineCount:
+    """Frames that reached the alpha stage with the engine's output: one run's count."""
+
+    frames: int = 0
+
+
+class KeyframeGate:
+    """A keyframe mode's two ends in the host chain: ``stage()``, the ``motion`` stage that
+    goes before ``preprocess`` and decides which frames the engine runs on, and ``push``,
+    which the alpha stage calls with each frame in the same order. One per run; the host
+    stages a GPU self-check falls back to share it with the ones they replace."""
+
+    def __init__(self, smoother: KeyframeSmoother) -> None:
+        self.smoother = smoother
+        # what ``motion`` said of each frame, in frame order, until the alpha stage takes it
+        self._motions: collections.deque[Motion] = collections.deque()
+
+    def stage(self) -> Stage:
+        def motion(batch: list[FramePacket]) -> list[FramePacket]:
+            for p in batch:
+                m = self.smoother.decide(p.image)
+                p.run_engine = m.keyframe
+                self._motions.append(m)
+            return batch
+
+        return Stage("motion", motion)
+
+    def push(self, packet: FramePacket, alpha: Alpha | None) -> list[Alpha]:
+        return self.smoother.push_decided(packet.image, self._motions.popleft(), alpha)
+
+
 def host_stages(matter: Matter, stream: LookaheadFilter, compositor: Compositor | None,
                 write: Callable[[FramePacket], None] | None, batch_size: int,
-                mask: MaskStep | None = None) -> list[Stage]:
+                mask: MaskStep | None = None, *, gate: KeyframeGate | None = None,
+                count: EngineCount | None = None) -> list[Stage]:
     """``preprocess`` → ``infer`` (``batch_size`` frames a call) → ``alpha`` (to frame size,
     the temporal ``stream``, the ``mask`` controls, then ``compositor`` into
     ``packet.output`` when there is one) → ``encode`` (``write`` each packet, when there is
-    a writer)."""
+    a writer). With a ``gate`` (its ``stream``'s), the alpha stage takes its frames through
+    it, and the caller puts ``gate.stage()`` first. ``count`` counts the frames that ran the
+    engine."""
 
     def preprocess(batch: list[FramePacket]) -> list[FramePacket]:
         for p in batch:
@@ -62,15 +104,19 @@ def host_stages(matter: Matter, stream: LookaheadFilter, compositor: Compositor 
     def to_alpha(batch: list[FramePacket]) -> list[FramePacket]:
         ready: list[FramePacket] = []
         for p in batch:
+            alpha: Alpha | None = p.alpha
             if p.raw_output is not None:
                 alpha = matter.to_alpha(p.raw_output, p.image)
                 p.raw_output = None
-            elif p.alpha is not None:
-                alpha = p.alpha
-            else:
+                if count is not None:
+                    count.frames += 1
+            waiting.append(p)
+            if gate is not None:
+                ready.extend(finish(gate.push(p, alpha)))
+                continue
+            if alpha is None:
                 raise RuntimeError(f"frame {p.index} skipped the engine, but no stage before "
                                    "the alpha stage gave it an alpha")
-            waiting.append(p)
             ready.extend(finish(stream.push(alpha, p.image)))
         return ready
 

@@ -450,7 +450,8 @@ class _Dispatch:
         report = RunReport(output=split.task.dst, engine=engine, format=stitched.report.format,
                            frames_in=stats.frames_in, frames_out=stats.frames_out,
                            elapsed_s=elapsed, stats=stats,
-                           audio_tracks=stitched.report.audio_tracks, notes=notes)
+                           audio_tracks=stitched.report.audio_tracks, notes=notes,
+                           engine_frames=sum(r.engine_frames for r in reports))
         return Outcome(split.task, stitched.worker, report.frames_out, split.busy_s, report)
 
     def _report(self, outcome: Outcome) -> None:

@@ -210,12 +210,14 @@ def matte_segment(plan: SegmentPlan, index: int, config: MatteConfig, engine: En
             raise SourceError(f"{plan.src}: segment {index} ({segment.start_s:.3f} s on): no "
                               f"frame could be decoded: {source.why_empty()}")
         notes = chain.notes + _source_notes(source)
+        engine_frames = chain.engine_frames(stats)
         if sink.padded_to_even:
             notes.append(f"{fmt.name} needs even frame sizes: {source.width}×{source.height} was "
                          "padded by one repeated pixel row/column")
     return RunReport(output=dst, engine=chain.engine.describe(), format=fmt.name,
                      frames_in=stats.frames_in, frames_out=sink.frames_written,
-                     elapsed_s=stats.elapsed_s, stats=stats, notes=notes)
+                     elapsed_s=stats.elapsed_s, stats=stats, notes=notes,
+                     engine_frames=engine_frames)
 
 
 def stitch(plan: SegmentPlan, config: MatteConfig) -> RunReport:

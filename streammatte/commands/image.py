@@ -90,7 +90,7 @@ def _matte_one(src: Path, dst: Path, config: MatteConfig, engine: Engine | None,
     if entry is not None:
         entry.status, entry.error = "done", None
         entry.engine, entry.device = done.engine, done.device
-        entry.frames_in = entry.frames_out = 1
+        entry.frames_in = entry.frames_out = entry.engine_frames = 1
         entry.elapsed_s = time.perf_counter() - started
         entry.timings = done.timings
         entry.outputs = [{"kind": "matte" if config.output_format == "matte" else "composite",
