@@ -104,6 +104,8 @@ class ReportFile:
         self._started = datetime.datetime.now(datetime.timezone.utc)
         self._clock = time.perf_counter()
         self.error: str | None = None
+        #: a cluster run's per-worker counts (``--ray``), as dicts; absent from a local run
+        self.workers: list[dict[str, Any]] | None = None
 
     def add(self, entry: RunEntry) -> RunEntry:
         self.entries.append(entry)
@@ -118,6 +120,7 @@ class ReportFile:
             "started": self._started.isoformat(timespec="seconds"),
             "elapsed_s": round(time.perf_counter() - self._clock, 6), "status": status,
             "error": self.error, "runs": [e.to_json() for e in self.entries],
+            **({} if self.workers is None else {"workers": self.workers}),
         }
 
     def write(self, status: str) -> Path:

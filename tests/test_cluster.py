@@ -108,20 +108,22 @@ def test_a_worker_reports_a_bad_input_instead_of_raising(tmp_path: Path) -> None
     assert list(tmp_path.iterdir()) == [bad]
 
 
-@pytest.mark.parametrize("flag", ["--output-matte", "--report", "-o"])
+@pytest.mark.parametrize("flag", ["--output-matte", "-o"])
 def test_ray_refuses_what_only_the_local_run_does(
         tmp_path: Path, flag: str, capsys: pytest.CaptureFixture[str]) -> None:
     clip = tmp_path / "a.mp4"
     make_video(clip, frames=3)
-    value = "-" if flag == "-o" else str(tmp_path / ("r.json" if flag == "--report" else "m.mp4"))
-    args = ["video", str(clip), "-o", str(tmp_path / "out.mp4"), "-e", "mog2", "--ray"]
+    report = tmp_path / "r.json"
+    value = "-" if flag == "-o" else str(tmp_path / "m.mp4")
+    args = ["video", str(clip), "-o", str(tmp_path / "out.mp4"), "-e", "mog2", "--ray",
+            "--report", str(report)]
     assert main([*args, flag, value]) == 2
     said = "- (stdin/stdout)" if flag == "-o" else flag
     error = f"--ray does not support {said} yet; run without --ray"
     assert error in capsys.readouterr().err
-    if flag == "--report":  # the report says why the run failed, as for any error
-        assert json.loads((tmp_path / "r.json").read_text())["error"] == error
-        (tmp_path / "r.json").unlink()
+    # the report says why the run failed, as for any error
+    assert json.loads(report.read_text())["error"] == error
+    report.unlink()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.mp4"]
 
 
@@ -165,7 +167,8 @@ def test_a_batch_on_ray_is_the_local_batch_byte_for_byte(
     log = tmp_path / "driver.log"
     code, err = _finish(_driver(log, "video", str(tmp_path / "clips"), "-o",
                                 str(tmp_path / "ray"), "--ray", "--ray-workers", "2",
-                                "--segment-s", "0.4", *common), log)
+                                "--segment-s", "0.4", "--report", str(tmp_path / "r.json"),
+                                *common), log)
     assert code == 2, err  # bad.mp4 failed; the others went on
     assert err.count("note: 2 segments of ~4 frames") == 1  # b.mp4, and only b
     names = sorted(p.name for p in (tmp_path / "local").iterdir())
@@ -187,6 +190,20 @@ def test_a_batch_on_ray_is_the_local_batch_byte_for_byte(
     assert sum(int(line.split(": ")[1].split(" task")[0]) for line in lines) == 6
     assert sum(int(line.split(", ")[-2].split()[0]) for line in lines) == 5 + 7 + 4
     assert "audio: aac (copied)" in err
+    # and the --report file: an entry per input, the workers' counts as printed
+    document = json.loads((tmp_path / "r.json").read_text())
+    assert document["status"] == "failed"
+    runs = {Path(run["input"]).name: run for run in document["runs"]}
+    assert sorted(runs) == ["a.mp4", "b.mp4", "bad.mp4", "c.mp4"]
+    assert runs["bad.mp4"]["status"] == "failed"
+    assert runs["bad.mp4"]["error"].startswith(f"{bad}: not a readable video")
+    assert [runs[n]["frames_out"] for n in ("a.mp4", "b.mp4", "c.mp4")] == [5, 7, 4]
+    assert all(runs[n]["outputs"][0]["path"] == str(tmp_path / "ray" / f"{n[0]}.mov")
+               for n in ("a.mp4", "b.mp4", "c.mp4"))
+    workers = document["workers"]
+    assert [w["slot"] for w in workers] == [int(line.split()[1]) for line in lines]
+    assert sum(w["tasks"] for w in workers) == 6
+    assert sum(w["frames"] for w in workers) == 5 + 7 + 4
     assert _partials(tmp_path) == []
 
 

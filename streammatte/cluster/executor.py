@@ -38,7 +38,7 @@ from typing import Any
 import ray
 import ray.exceptions
 
-from ..api import RunReport
+from ..api import RunReport, WrittenOutput
 from ..config import MatteConfig
 from ..errors import ConfigError, StreamMatteError
 from ..pipeline import PipelineStats
@@ -446,12 +446,17 @@ class _Dispatch:
                      f"history and {split.plan.post_roll} of look-ahead each; stitched without "
                      "re-encoding")
         engine = next((r.engine for r in reports if r.engine), "")
+        # the segments' encoder wrote every packet of the stitched file
+        encoder = next((o.encoder for r in reports for o in r.outputs), None)
         elapsed = time.perf_counter() - (split.started or self.started)
         report = RunReport(output=split.task.dst, engine=engine, format=stitched.report.format,
                            frames_in=stats.frames_in, frames_out=stats.frames_out,
                            elapsed_s=elapsed, stats=stats,
                            audio_tracks=stitched.report.audio_tracks, notes=notes,
-                           engine_frames=sum(r.engine_frames for r in reports))
+                           engine_frames=sum(r.engine_frames for r in reports),
+                           outputs=[WrittenOutput("composite", split.task.dst,
+                                                  stitched.report.format, encoder,
+                                                  tuple(stitched.report.audio_tracks))])
         return Outcome(split.task, stitched.worker, report.frames_out, split.busy_s, report)
 
     def _report(self, outcome: Outcome) -> None:

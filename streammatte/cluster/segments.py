@@ -39,7 +39,7 @@ import av
 import av.container
 
 from .. import __version__
-from ..api import RunReport, _output_mode, _source_notes
+from ..api import RunReport, WrittenOutput, _output_mode, _source_notes
 from ..chain import Chain
 from ..config import DecodeRange, MatteConfig
 from ..errors import SinkError, SourceError
@@ -217,7 +217,8 @@ def matte_segment(plan: SegmentPlan, index: int, config: MatteConfig, engine: En
     return RunReport(output=dst, engine=chain.engine.describe(), format=fmt.name,
                      frames_in=stats.frames_in, frames_out=sink.frames_written,
                      elapsed_s=stats.elapsed_s, stats=stats, notes=notes,
-                     engine_frames=engine_frames)
+                     engine_frames=engine_frames,
+                     outputs=[WrittenOutput("composite", dst, fmt.name, sink.encoder)])
 
 
 def stitch(plan: SegmentPlan, config: MatteConfig) -> RunReport:

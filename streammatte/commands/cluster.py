@@ -12,14 +12,15 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from ..cluster.report import ClusterProgress
+from ..cluster.report import ClusterProgress, WorkerCounts
 from ..cluster.segments import DEFAULT_SEGMENT_S
 from ..cluster.work import Outcome, Task
 from ..config import MatteConfig
 from ..errors import ConfigError, SinkError
 from ..progress import ProgressLine
+from ..report import ReportFile, RunEntry, entry_from
 from ..sources.file import FileSource, is_stdio
 from .batch import FOLDER_FULL, make_output_folder, report_tally
 from .common import hf_auth_tokens
@@ -50,16 +51,18 @@ def wants_cluster(args: argparse.Namespace) -> bool:
 
 def run_on_cluster(args: argparse.Namespace, config: MatteConfig,
                    pairs: Sequence[tuple[Path, Path]], kind: Literal["video", "image"],
-                   describe: Callable[[Outcome], list[str]], *, batch: bool = True) -> int:
+                   describe: Callable[[Outcome], list[str]], *, batch: bool = True,
+                   report_to: ReportFile | None = None) -> int:
     """Matte every (input, output) pair on Ray; the exit status as a local batch gives it.
     ``describe`` puts a finished task's result into lines for the user; ``batch``: the
-    outputs go into a folder, created if need be (one input's folder must exist)."""
+    outputs go into a folder, created if need be (one input's folder must exist);
+    ``report_to``: the ``--report`` file, which gets an entry per input and the workers'
+    counts."""
     # what the local run does beside the output is not on the cluster's path yet: refused,
     # never silently dropped
     unsupported = [flag for flag, given in (
         ("--output-matte", getattr(args, "output_matte", None)),
         ("--output-foreground", getattr(args, "output_foreground", None)),
-        ("--report", getattr(args, "report", None)),
         ("- (stdin/stdout)", any(is_stdio(path) for pair in pairs for path in pair)))
         if given]
     if unsupported:
@@ -81,6 +84,8 @@ def run_on_cluster(args: argparse.Namespace, config: MatteConfig,
         if args.skip_existing and dst.exists():
             if not quiet:
                 print(f"{src}: skipped, {dst} exists", file=sys.stderr)
+            if report_to is not None:
+                report_to.add(RunEntry(src, status="skipped"))
         else:
             todo.append((src, dst))
     skipped = len(pairs) - len(todo)
@@ -100,6 +105,8 @@ def run_on_cluster(args: argparse.Namespace, config: MatteConfig,
         nonlocal finished, disk_full
         finished += 1
         src = given[outcome.task.key]
+        if report_to is not None:
+            report_to.add(_entry(src, outcome))
         if outcome.ok:
             if not quiet:
                 bar.note("\n  ".join([f"[{finished}/{len(tasks)}] {src} ({outcome.worker})",
@@ -120,6 +127,8 @@ def run_on_cluster(args: argparse.Namespace, config: MatteConfig,
     report = run_on_ray(tasks, config, options, on_progress=on_progress, on_outcome=on_outcome,
                         auth_tokens=hf_auth_tokens(), quiet=quiet)
     bar.finish()
+    if report_to is not None:
+        report_to.workers = [_worker_json(counts) for counts in report.workers]
     if not quiet:
         print(f"ray ({report.address}, {len(report.workers)} worker(s)): {report.frames} "
               f"{bar.label} in {report.elapsed_s:.1f} s ({report.fps:.1f}/s)", file=sys.stderr)
@@ -130,6 +139,25 @@ def run_on_cluster(args: argparse.Namespace, config: MatteConfig,
         raise SinkError(f"{disk_full.error}; the batch stopped at {disk_full.task.src}: "
                         f"{done} done, {len(tasks) - finished} not started")
     return report_tally(len(pairs), failed, skipped, quiet=quiet)
+
+
+def _entry(src: Path, outcome: Outcome) -> RunEntry:
+    """An input's entry in the ``--report`` file, from its task's outcome."""
+    if not outcome.ok:
+        return RunEntry(src, status="failed", error=outcome.error)
+    if outcome.report is not None:
+        entry = entry_from(RunEntry(src), outcome.report)
+    else:  # an image: the worker's time is its run
+        entry = RunEntry(src, frames_in=outcome.frames, frames_out=outcome.frames,
+                         elapsed_s=outcome.busy_s)
+    entry.notes.append(f"on Ray {outcome.worker}")
+    return entry
+
+
+def _worker_json(counts: WorkerCounts) -> dict[str, Any]:
+    return {"slot": counts.slot, "host": counts.host, "pids": counts.pids,
+            "restarts": counts.restarts, "tasks": counts.tasks, "failed": counts.failed,
+            "frames": counts.frames, "busy_s": round(counts.busy_s, 6)}
 
 
 def _frame_count(src: Path) -> int:

@@ -66,7 +66,7 @@ def _run(args: argparse.Namespace, config: MatteConfig, report_to: ReportFile | 
     pairs = plan_outputs(expand_inputs(args.input, IMAGE_SUFFIXES, "image"), args.output, ".png")
     if wants_cluster(args):
         return run_on_cluster(args, config, pairs, "image",
-                              lambda outcome: [f"wrote {outcome.task.dst}"])
+                              lambda outcome: [f"wrote {outcome.task.dst}"], report_to=report_to)
     with open_configured_engine(config, on_download, hf_auth_tokens()) as engine:
         def one(src: Path, dst: Path) -> str:
             _matte_one(src, dst, config, engine, None, report_to)

@@ -119,7 +119,7 @@ def _run(args: argparse.Namespace, config: MatteConfig, report_to: ReportFile | 
             return 0
         if wants_cluster(args):
             return run_on_cluster(args, config, [(args.input[0], args.output)], "video",
-                                  _describe, batch=False)
+                                  _describe, batch=False, report_to=report_to)
         report = _matte_one(args, config, args.input[0], args.output, None, on_download,
                             report_to)
         if not args.quiet:
@@ -130,7 +130,7 @@ def _run(args: argparse.Namespace, config: MatteConfig, report_to: ReportFile | 
     files = expand_inputs(args.input, VIDEO_SUFFIXES, "video")
     pairs = plan_outputs(files, args.output, batch_suffix(config))
     if wants_cluster(args):
-        return run_on_cluster(args, config, pairs, "video", _describe)
+        return run_on_cluster(args, config, pairs, "video", _describe, report_to=report_to)
     extras = _batch_extra_folders(args)
     with open_configured_engine(config, on_download, hf_auth_tokens()) as engine:
         def one(src: Path, dst: Path) -> str:
