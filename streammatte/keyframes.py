@@ -34,7 +34,7 @@ import numpy.typing as npt
 from .errors import ConfigError
 from .frames import Alpha, RGBImage
 from .refine import guided_apply
-from .temporal import SceneCutDetector, _grid, _sample, _shrink
+from .temporal import SceneCutDetector, _fused_mean, _grid, _sample, _shrink
 
 FloatArray = npt.NDArray[np.float32]
 FlowPreset = Literal["ultrafast", "fast", "medium"]
@@ -374,13 +374,7 @@ class Propagator:
                 backward = self._carry(None if item is cur else item.own, backward,
                                        item.to_next)
             sums = sums + backward
-        mean = sums[..., 0] / np.maximum(sums[..., 1], np.float32(1e-30))
-        if cfg.sharpen > 0:
-            var = (sums[..., 2] / np.maximum(sums[..., 1], np.float32(1e-30))
-                   - np.square(mean) - np.float32(1e-6))
-            spread = np.sqrt(np.maximum(var, 0.0))
-            crisp = 1.0 / (1.0 + np.exp(-cfg.sharpen * (mean - 0.5)))
-            mean = mean + np.minimum(spread / cfg.spread, 1.0) * (crisp - mean)
+        mean = _fused_mean(sums, cfg.sharpen, cfg.spread)
         mean = np.asarray(np.clip(mean, 0.0, 1.0), np.float32)
         return self._upsample(mean, cur)
 

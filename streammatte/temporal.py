@@ -399,6 +399,23 @@ def _carry(own: FloatArray, sums: FloatArray, link: _Link) -> FloatArray:
     return moved
 
 
+def _fused_mean(sums: FloatArray, sharpen: float, spread: float) -> FloatArray:
+    """The recursion's ``sums`` read as alpha: mean = Σwα / Σw (0 where no evidence reached),
+    re-sharpened where the evidence disagrees: with ``sharpen`` > 0, the mean moves toward a
+    logistic of gain ``sharpen`` about 0.5 by (weighted spread / ``spread``), at most all
+    the way."""
+    weight = np.maximum(sums[..., 1], np.float32(1e-30))
+    mean = sums[..., 0] / weight
+    if sharpen > 0:
+        # E[α²] − E[α]² cancels in float32: noise up to ~1e-7 when every frame agrees,
+        # which must read as no spread at all (a steady 0.7 must stay 0.7)
+        var = sums[..., 2] / weight - np.square(mean) - np.float32(1e-6)
+        deviation = np.sqrt(np.maximum(var, 0.0))
+        crisp = 1.0 / (1.0 + np.exp(-sharpen * (mean - 0.5)))
+        mean = mean + np.minimum(deviation / spread, 1.0) * (crisp - mean)
+    return np.asarray(mean, np.float32)
+
+
 class Bidirectional:
     """Look-ahead, motion-compensated recursive smoothing in both directions, then edge
     refinement: a forward and a backward pass along optical flow, like a Kalman smoother.
@@ -535,15 +552,7 @@ class Bidirectional:
             assert item.to_next is not None
             backward = _carry(item.own, backward, item.to_next)
         # both passes hold cur's own evidence: count it once
-        sums = cur.forward + backward - cur.own
-        mean = sums[..., 0] / sums[..., 1]
-        if self.sharpen > 0:
-            # E[α²] − E[α]² cancels in float32: noise up to ~1e-7 when every frame agrees,
-            # which must read as no spread at all (a steady 0.7 must stay 0.7)
-            var = sums[..., 2] / sums[..., 1] - np.square(mean) - np.float32(1e-6)
-            spread = np.sqrt(np.maximum(var, 0.0))
-            crisp = 1.0 / (1.0 + np.exp(-self.sharpen * (mean - 0.5)))
-            mean = mean + np.minimum(spread / self.spread, 1.0) * (crisp - mean)
+        mean = _fused_mean(cur.forward + backward - cur.own, self.sharpen, self.spread)
         fused = np.asarray(_shrink(np.asarray(mean, np.float32), self.guide_width), np.float32)
         guide = _shrink(cur.small.astype(np.float32) * np.float32(1 / 255), self.guide_width)
         return guided_apply(fused, np.asarray(guide, np.float32), cur.frame, *self.guide)
