@@ -135,14 +135,6 @@ class Score:
     ms: float
 
 
-def score(outputs: Sequence[Alpha], truths: Sequence[Alpha]) -> tuple[float, float]:
-    """(mean IoU, mean dtSSD) over the clip, as compare computes them."""
-    ious = [M.iou(o, t) for o, t in zip(outputs, truths, strict=True)]
-    dts = [M.dtssd(outputs[i], outputs[i - 1], truths[i], truths[i - 1])
-           for i in range(1, len(outputs))]
-    return float(np.mean(ious)), float(np.mean(dts))
-
-
 #: a runner: (frames, engine alphas) → (outputs, how many frames ran the engine)
 Runner = Callable[[list[RGBImage], list[Alpha]], tuple[list[Alpha], int]]
 
@@ -183,7 +175,7 @@ def evaluate(runner: Runner, data: ClipData, alphas: list[Alpha]) -> Score:
     ms = 1e3 * (time.perf_counter() - start) / len(data.frames)
     if len(out) != len(data.frames):
         raise RuntimeError(f"{len(out)} outputs for {len(data.frames)} frames")
-    i, d = score(out, data.truths)
+    i, d = M.iou_and_dtssd(out, data.truths)
     return Score(i, d, engine_frames / len(data.frames), ms)
 
 
@@ -239,15 +231,15 @@ def bounds(engine: str, clips: Sequence[str], data: Path) -> str:
              "|---|---|---|---|---|---|"]
     for clip in clips:
         d = load_clip(engine, clip, data)
-        base = score(d.alphas(), d.truths)[1]
+        base = M.iou_and_dtssd(d.alphas(), d.truths)[1]
         cells = []
         for k in (3, 5, 7):
             kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
             opened = [np.asarray(cv2.morphologyEx(t, cv2.MORPH_OPEN, kernel), np.float32)
                       for t in d.truths]
-            cells.append(score(opened, d.truths)[1])
+            cells.append(M.iou_and_dtssd(opened, d.truths)[1])
         blurred = [np.asarray(cv2.GaussianBlur(t, (0, 0), 1.0), np.float32) for t in d.truths]
-        cells.append(score(blurred, d.truths)[1])
+        cells.append(M.iou_and_dtssd(blurred, d.truths)[1])
         lines.append(f"| {clip} | {base:.2f} | " + " | ".join(
             f"{c:.2f} ({c / base:.0%})" for c in cells) + " |")
     return "\n".join(lines)
@@ -270,7 +262,7 @@ def sweep(engine: str, clips: Sequence[str], data: Path, preset: str, options: s
     for clip in clips:
         d = load_clip(engine, clip, data)
         alphas = d.alphas() if source == "engine" else d.truths
-        iou0, dt0 = score(d.alphas(), d.truths)
+        iou0, dt0 = M.iou_and_dtssd(d.alphas(), d.truths)
         step = MotionStep(dataclasses.replace(base, max_interval=10**9, max_risk=math.inf,
                                               max_motion=math.inf))
         motions = [step(f) for f in d.frames]
@@ -292,7 +284,7 @@ def sweep(engine: str, clips: Sequence[str], data: Path, preset: str, options: s
                 out += prop.push(frame, dataclasses.replace(m, keyframe=key),
                                  alphas[i] if key else None)
             out += prop.flush()
-            i1, dt1 = score(out, d.truths)
+            i1, dt1 = M.iou_and_dtssd(out, d.truths)
             lines.append(f"| {text} | {clip} | {keys / len(out):.0%} | {i1 - iou0:+.4f} | "
                          f"{100 * (dt1 / dt0 - 1):+.1f} % |")
             print(lines[-1], file=sys.stderr, flush=True)

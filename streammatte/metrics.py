@@ -172,6 +172,19 @@ def dtssd(pred_t: npt.ArrayLike, pred_prev: npt.ArrayLike, true_t: npt.ArrayLike
     return float(math.sqrt(float((d.astype(np.float64) ** 2).sum()) / t.size) * 1e2)
 
 
+def iou_and_dtssd(preds: Sequence[npt.ArrayLike], truths: Sequence[npt.ArrayLike]
+                  ) -> tuple[float, float]:
+    """A clip's (mean IoU over its frames, mean dtSSD over its consecutive pairs), the two
+    figures the temporal modes are judged by."""
+    if len(preds) != len(truths) or len(preds) < 2:
+        raise ValueError(f"need as many predictions as truths, two or more: {len(preds)} "
+                         f"and {len(truths)}")
+    ious = [iou(p, t) for p, t in zip(preds, truths, strict=True)]
+    dts = [dtssd(preds[i], preds[i - 1], truths[i], truths[i - 1])
+           for i in range(1, len(preds))]
+    return float(np.mean(ious)), float(np.mean(dts))
+
+
 # -- mask metrics ---------------------------------------------------------------------------
 
 def _mask(a: Alpha, threshold: float) -> npt.NDArray[np.bool_]:

@@ -278,14 +278,8 @@ def test_real_u2netp_keyframes_steadier_on_davis(u2netp_path: Path, shared_data:
     smoothed += prop.flush()
     engine.close()
 
-    def scores(alphas: list[np.ndarray]) -> tuple[float, float]:
-        ious = [M.iou(p, t) for p, t in zip(alphas, truth, strict=True)]
-        dts = [M.dtssd(alphas[i], alphas[i - 1], truth[i], truth[i - 1])
-               for i in range(1, len(truth))]
-        return float(np.mean(ious)), float(np.mean(dts))
-
-    iou0, dt0 = scores(per_frame)
-    iou1, dt1 = scores(smoothed)
+    iou0, dt0 = M.iou_and_dtssd(per_frame, truth)
+    iou1, dt1 = M.iou_and_dtssd(smoothed, truth)
     assert prop.engine_frames < len(files)
     assert dt1 < 0.9 * dt0
     assert iou1 > iou0 - 0.01

@@ -169,3 +169,17 @@ def test_score_frame_and_means() -> None:
     assert means["iou"] == pytest.approx(0.4)
     assert means["dtssd"] == 0.0
     assert math.isnan(M.mean_scores([])["iou"])
+
+
+def test_iou_and_dtssd_average_a_clip() -> None:
+    truth = [np.zeros((4, 4), np.float32) for _ in range(3)]
+    for i, t in enumerate(truth):
+        t[:, : i + 1] = 1.0
+    pred = [t.copy() for t in truth]
+    pred[2][:, :] = 1.0  # the last frame: all foreground
+    iou, dt = M.iou_and_dtssd(pred, truth)
+    assert iou == pytest.approx((1 + 1 + M.iou(pred[2], truth[2])) / 3)
+    assert dt == pytest.approx(M.dtssd(pred[2], pred[1], truth[2], truth[1]) / 2)
+    assert M.iou_and_dtssd(truth, truth) == (1.0, 0.0)
+    with pytest.raises(ValueError, match="as many predictions as truths"):
+        M.iou_and_dtssd(pred[:2], truth)

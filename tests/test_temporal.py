@@ -151,11 +151,7 @@ def test_bidirectional_steadier_than_per_frame_on_a_moving_shape() -> None:
     frames, truth, noisy = _moving_disc(14, 3)
     out = _run("bidirectional", noisy, frames)
 
-    def dtssd(seq: list[np.ndarray]) -> float:
-        return float(np.mean([M.dtssd(seq[i], seq[i - 1], truth[i], truth[i - 1])
-                              for i in range(1, len(seq))]))
-
-    assert dtssd(out) < 0.8 * dtssd(noisy)
+    assert M.iou_and_dtssd(out, truth)[1] < 0.8 * M.iou_and_dtssd(noisy, truth)[1]
     assert np.mean([M.iou(o, t) for o, t in zip(out, truth, strict=True)]) > \
         np.mean([M.iou(a, t) for a, t in zip(noisy, truth, strict=True)]) - 0.005
 
@@ -254,13 +250,7 @@ def test_real_u2netp_bidirectional_steadier_on_davis(u2netp_path: Path,
         truth.append(read_mask(seq / "masks" / f"{f.stem}.png"))
     engine.close()
 
-    def scores(seq_alphas: list[np.ndarray]) -> tuple[float, float]:
-        ious = [M.iou(p, t) for p, t in zip(seq_alphas, truth, strict=True)]
-        dts = [M.dtssd(seq_alphas[i], seq_alphas[i - 1], truth[i], truth[i - 1])
-               for i in range(1, len(truth))]
-        return float(np.mean(ious)), float(np.mean(dts))
-
-    iou0, dt0 = scores(alphas)
-    iou1, dt1 = scores(_run("bidirectional", alphas, frames))
+    iou0, dt0 = M.iou_and_dtssd(alphas, truth)
+    iou1, dt1 = M.iou_and_dtssd(_run("bidirectional", alphas, frames), truth)
     assert dt1 < 0.95 * dt0
     assert iou1 > iou0 - 0.005
