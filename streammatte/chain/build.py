@@ -167,14 +167,15 @@ class Chain:
     def alpha(self, image: RGBImage) -> Alpha:
         """One frame's smoothed alpha, at once (a look-ahead mode is a ConfigError here:
         it needs ``stages()``). A keyframe mode (``SkipsEngine``, also behind live load
-        shedding) runs the engine on keyframes only."""
+        shedding) runs the engine on keyframes only, unless the engine is stateful (MOG2 learns
+        from every frame)."""
         if self._zero_lag is None:
             self._zero_lag = make_temporal(self.temporal_mode)
         check, matter = self._check, self.matter
         engine: Callable[[RGBImage], Alpha] = matter.alpha
         if check is not None and check.rejected is None:
             engine = functools.partial(check.alpha, matter=matter)
-        if isinstance(self._zero_lag, SkipsEngine):
+        if isinstance(self._zero_lag, SkipsEngine) and not self.engine.stateful:
             return self.mask.alpha(self._zero_lag.step(image, engine))
         return self.mask.alpha(self._zero_lag(engine(image), image))
 
@@ -247,7 +248,8 @@ class Chain:
             stream = self.temporal_stream()
             # a keyframe mode's motion stage goes first, outside the self-check's guard: the
             # host stages it may fall back to take their frames through the same gate
-            gate = KeyframeGate(stream) if isinstance(stream, KeyframeSmoother) else None
+            gate = (KeyframeGate(stream, every_frame=self.engine.stateful)
+                    if isinstance(stream, KeyframeSmoother) else None)
             count = self._engine_count = EngineCount()
             stages = host_stages(self.matter, stream, self.compositor, None,
                                  self.config.batch_size, self.mask, gate=gate, count=count)

@@ -37,10 +37,15 @@ class KeyframeGate:
     """A keyframe mode's two ends in the host chain: ``stage()``, the ``motion`` stage that
     goes before ``preprocess`` and decides which frames the engine runs on, and ``push``,
     which the alpha stage calls with each frame in the same order. One per run; the host
-    stages a GPU self-check falls back to share it with the ones they replace."""
+    stages a GPU self-check falls back to share it with the ones they replace.
 
-    def __init__(self, smoother: KeyframeSmoother) -> None:
+    ``every_frame``: the engine still runs on every frame (a stateful engine such as MOG2
+    learns from each one) and the propagator gets the keyframes' alphas only, the output
+    ``streammatte compare`` scores for the mode."""
+
+    def __init__(self, smoother: KeyframeSmoother, *, every_frame: bool = False) -> None:
         self.smoother = smoother
+        self.every_frame = every_frame
         # what ``motion`` said of each frame, in frame order, until the alpha stage takes it
         self._motions: collections.deque[Motion] = collections.deque()
 
@@ -48,14 +53,15 @@ class KeyframeGate:
         def motion(batch: list[FramePacket]) -> list[FramePacket]:
             for p in batch:
                 m = self.smoother.decide(p.image)
-                p.run_engine = m.keyframe
+                p.run_engine = m.keyframe or self.every_frame
                 self._motions.append(m)
             return batch
 
         return Stage("motion", motion)
 
     def push(self, packet: FramePacket, alpha: Alpha | None) -> list[Alpha]:
-        return self.smoother.push_decided(packet.image, self._motions.popleft(), alpha)
+        m = self._motions.popleft()
+        return self.smoother.push_decided(packet.image, m, alpha if m.keyframe else None)
 
 
 def host_stages(matter: Matter, stream: LookaheadFilter, compositor: Compositor | None,
