@@ -396,9 +396,9 @@ def matte_frames(
     ``options`` are matte_video's (``engine``, ``temporal``, ``background``, ``upsample``,
     ``device``, ``backend``, …) and mean the same; the chain, and so the alphas, are the
     ones ``matte_video`` writes. ``background`` other than ``auto``/``transparent`` adds the
-    composite as ``image``. With a look-ahead temporal mode (the default ``bidirectional``)
-    a result comes out once ``Chain.delay`` (10) later frames have gone in, and the last ones
-    when the iterable ends.
+    composite as ``image``. With a look-ahead temporal mode (the default ``keyframes``: 8;
+    ``bidirectional``: 10) a result comes out once ``Chain.delay`` later frames have gone in,
+    and the last ones when the iterable ends.
 
     The frames are read and matted on the pipeline's worker threads; at most a few frames
     per stage are held, so memory stays bounded however long the iterable. Closing the

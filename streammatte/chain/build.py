@@ -327,9 +327,12 @@ def _host_cost(stats: PipelineStats, temporal: str) -> str | None:
     ms = {s.name: s.ms_per_frame for s in stats.stages if s.frames}
     if "infer" not in ms or "compose" not in ms:
         return None
-    slowest = max(ms.get("preprocess", 0.0), ms["infer"], ms["compose"])
+    # a keyframe mode's motion stage (its flow, ahead of the engine) is host work too
+    motion = (f", {ms['motion']:.1f} ms/frame (motion: the flow that picks the keyframes)"
+              if "motion" in ms else "")
+    slowest = max(ms.get("preprocess", 0.0), ms.get("motion", 0.0), ms["infer"], ms["compose"])
     return (f"the host stages around the GPU engine took {ms['compose']:.1f} ms/frame "
-            f"(compose: alpha to frame size, {temporal!r} smoothing, composite) and "
+            f"(compose: alpha to frame size, {temporal!r} smoothing, composite){motion} and "
             f"{ms.get('preprocess', 0.0):.1f} ms/frame (preprocess) on the CPU, against the "
             f"engine's {ms['infer']:.1f} ms/frame: the slowest holds the run to "
             f"{1000.0 / slowest:.3g} fps at most")

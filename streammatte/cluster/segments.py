@@ -55,8 +55,9 @@ from ..temporal import LOOKAHEAD_FILTERS
 #: start are a small share of its work, short enough to spread a feature-length video
 DEFAULT_SEGMENT_S = 300.0
 #: frames of history before a segment for the recursive temporal modes: the forward pass of
-#: ``bidirectional`` forgets by at most its memory (0.9) a frame, so after 40 frames what is
-#: left of the missing past is ≤ 0.9**40 ≈ 1.5 % of its weight (measured in docs/scale.md)
+#: ``bidirectional`` and ``keyframes`` forgets by at most its memory (0.9) a frame, so after
+#: 40 frames what is left of the missing past is ≤ 0.9**40 ≈ 1.5 % of its weight (measured
+#: in docs/scale.md)
 HISTORY_FRAMES = 40
 
 
