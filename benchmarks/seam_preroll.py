@@ -31,7 +31,7 @@ from streammatte.chain import Matter
 from streammatte.evaluate import read_frame
 from streammatte.frames import Alpha, RGBImage
 from streammatte.inference import open_engine
-from streammatte.temporal import make_streaming
+from streammatte.temporal import DEFAULT_FILE_MODE, make_streaming
 
 DAVIS = Path(__file__).resolve().parents[2] / "shared" / "data" / "davis"
 
@@ -48,7 +48,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sequences", default="parkour,soapbox,dog")
     parser.add_argument("--engine", default="u2netp")
-    parser.add_argument("--mode", default="bidirectional")
+    parser.add_argument("--mode", default=DEFAULT_FILE_MODE)
     parser.add_argument("--pre-rolls", default="0,5,10,20,30,40,60")
     parser.add_argument("--every", type=int, default=20, help="frames between seams")
     args = parser.parse_args()
