@@ -9,7 +9,7 @@ from typing import Any, Literal
 from .errors import ConfigError
 from .refine import UPSAMPLERS
 from .sinks.formats import Encoding
-from .temporal import temporal_modes
+from .temporal import DEFAULT_FILE_MODE, temporal_modes
 
 #: the engine every entry point uses when none is named (the library, the CLI, the server)
 DEFAULT_ENGINE = "u2netp"
@@ -26,9 +26,9 @@ class MatteConfig:
     background: str = "auto"
     #: ``auto`` (from the output's extension) or a name from ``sinks.formats.FORMATS``
     output_format: str = "auto"
-    #: temporal stage by name (``none``, ``ema``, ``adaptive``, ``flow``, ``bidirectional``);
-    #: files default to the look-ahead ``bidirectional`` (steadier, and no lag)
-    temporal: str = "bidirectional"
+    #: temporal stage by name (``temporal.temporal_modes()``); files default to the look-ahead
+    #: ``keyframes`` (the engine on keyframes only, steadier, and no lag)
+    temporal: str = DEFAULT_FILE_MODE
     #: alpha to frame size: ``bilinear``, or ``guided`` (the frame's edges guide it)
     upsample: Literal["bilinear", "guided"] = "bilinear"
     #: reproduce rembg's per-image pre/post-processing exactly (flickers on video)

@@ -34,7 +34,15 @@ import numpy.typing as npt
 from .errors import ConfigError
 from .frames import Alpha, RGBImage
 from .refine import guided_apply
-from .temporal import SceneCutDetector, _fused_mean, _grid, _sample, _shrink
+from .temporal import (
+    SceneCutDetector,
+    _consistency,
+    _fused_mean,
+    _grid,
+    _sample,
+    _shrink,
+    _similarity,
+)
 
 FloatArray = npt.NDArray[np.float32]
 FlowPreset = Literal["ultrafast", "fast", "medium"]
@@ -163,20 +171,15 @@ def _invert(flow: FloatArray, iterations: int) -> FloatArray:
 
 def _confidence(flow: FloatArray, back: FloatArray | None, here: FloatArray,
                 there: FloatArray, cfg: KeyframeConfig) -> tuple[FloatArray, FloatArray]:
-    """(absolute positions in the neighbour, confidence): the forward–backward check (where
-    the reverse flow ``back`` is known) × the photometric check."""
+    """(absolute positions in the neighbour, confidence): the photometric check × the
+    forward–backward check (where the reverse flow ``back`` is known), as ``bidirectional``
+    weighs its links."""
     where = _grid(*flow.shape[:2]) + flow
-    seen = _sample(there, where)
-    d = cv2.GaussianBlur(np.abs(here - seen), (7, 7), 0)
-    conf = np.exp(-np.square(d / cfg.sigma))
+    conf = _similarity(here, np.asarray(_sample(there, where), np.float32), cfg.sigma)
     if back is not None:
-        returned = _sample(back, where)
-        err = (np.square(flow[..., 0] + returned[..., 0])
-               + np.square(flow[..., 1] + returned[..., 1]))
-        mag = np.square(flow).sum(axis=2) + np.square(returned).sum(axis=2)
-        tau = cfg.fb_tolerance * flow.shape[1] / 640
-        conf *= np.exp(-err / (tau * tau + cfg.fb_relative * mag))
-    return np.asarray(where, np.float32), np.asarray(conf, np.float32)
+        conf *= _consistency(flow, back, cfg.fb_tolerance * flow.shape[1] / 640,
+                             cfg.fb_relative)
+    return np.asarray(where, np.float32), conf
 
 
 class KeyframeRule:

@@ -633,9 +633,13 @@ LOOKAHEAD_FILTERS: dict[str, Callable[[], LookaheadFilter]] = {
 
 #: the recommended mode for live input (no latency) and for files (look-ahead allowed)
 DEFAULT_LIVE_MODE = "flow"
-DEFAULT_FILE_MODE = "bidirectional"
-#: how many frames the file default looks ahead (for help texts: no filter is built to ask)
-DEFAULT_FILE_DELAY = Bidirectional.LOOKAHEAD
+#: files: ``keyframes`` runs the engine on about a quarter to nine tenths of the frames and is
+#: steadier than per-frame output on every DAVIS sequence measured; ``bidirectional`` (the
+#: engine on every frame) is 1-4 points steadier and 2.4-2.9x slower (docs/temporal.md)
+DEFAULT_FILE_MODE = "keyframes"
+#: how many frames the file default looks ahead (``keyframes.FILE_PRESET.lookahead``; for help
+#: texts, so none builds a filter to ask; a test holds the two equal)
+DEFAULT_FILE_DELAY = 8
 
 
 def temporal_modes() -> list[str]:

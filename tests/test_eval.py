@@ -23,6 +23,7 @@ from streammatte.evaluate import (
 )
 from streammatte.inference import BUILTIN_ENGINES
 from streammatte.refine import Upsampler
+from streammatte.temporal import DEFAULT_FILE_MODE
 
 
 @pytest.fixture()
@@ -279,11 +280,11 @@ def test_eval_scores_the_alphas_the_file_path_writes(
     clip = davis_clip(shared_data, tmp_path / "parkour.mp4", frames=12)
     matte_video(clip, tmp_path / "written", engine="u2netp", model_file=u2netp_path,
                 upsample=upsample)
-    spec = EvalSpec(engine="u2netp", model_file=u2netp_path, modes=("bidirectional", "none"),
+    spec = EvalSpec(engine="u2netp", model_file=u2netp_path, modes=(DEFAULT_FILE_MODE, "none"),
                     upsample=upsample, slow_metrics=False)
     results = {r.mode: r for r in evaluate_engine(spec, [Clip("parkour", clip,
                                                                 tmp_path / "written")])}
-    same = results["bidirectional"]
+    same = results[DEFAULT_FILE_MODE]
     assert same.frames == 12
     assert max(float(f["mad"] or 0) for f in same.per_frame) <= 0.5 / 255 * 1e3  # × 1e3
     # another mode's alphas are told apart: the comparison can fail

@@ -314,6 +314,34 @@ def test_the_chain_runs_the_engine_on_keyframes_only() -> None:
         assert p.alpha is not None and M.iou(p.alpha, truth) > 0.95
 
 
+class LearningEngine(BrightnessEngine):
+    """Stands for MOG2: an engine that learns from every frame it sees."""
+
+    stateful = True
+
+
+@pytest.mark.parametrize("live", [False, True])
+def test_a_stateful_engine_sees_every_frame_and_the_keyframes_alphas_are_used(
+        live: bool) -> None:
+    still = _texture(26)[:H, :W]
+    runs: dict[bool, tuple[int, list[Alpha | None]]] = {}
+    for engine in (BrightnessEngine(), LearningEngine()):
+        if live:
+            chain = Chain(MatteConfig(temporal="keyframes-live"), engine=engine)
+            alphas: list[Alpha | None] = [chain.alpha(still) for _ in range(12)]
+            runs[engine.stateful] = (engine.calls, alphas)
+            continue
+        chain = Chain(MatteConfig(temporal="keyframes"), engine=engine, output="matte")
+        pipeline = Pipeline(_packets([still] * 12), chain.stages())
+        out = [p.alpha for p in pipeline.results()]
+        assert chain.engine_frames(pipeline.stats) == engine.calls
+        runs[engine.stateful] = (engine.calls, out)
+    assert runs[False][0] == 2 and runs[True][0] == 12
+    # what the propagator was given is the same: the keyframes' alphas, as compare scores it
+    for a, b in zip(runs[False][1], runs[True][1], strict=True):
+        assert a is not None and b is not None and np.array_equal(a, b)
+
+
 def test_a_cut_makes_the_chain_run_the_engine() -> None:
     a, b = _texture(21)[:H, :W], _texture(22)[:H, :W]
     engine = BrightnessEngine()

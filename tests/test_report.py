@@ -38,8 +38,9 @@ def test_video_report_holds_what_the_run_did(tmp_path: Path) -> None:
     assert (run["input"], run["status"], run["frames_in"], run["frames_out"]) == (
         str(src), "done", 10, 10)
     assert run["engine"].startswith("mog2 on cpu") and run["device"] == "cpu"
-    assert [s["name"] for s in run["stages"]] == ["decode", "preprocess", "infer", "compose",
-                                                  "encode"]
+    # the default smoothing (keyframes) adds its motion stage ahead of the engine
+    assert [s["name"] for s in run["stages"]] == ["decode", "motion", "preprocess", "infer",
+                                                  "compose", "encode"]
     assert all(s["frames"] == 10 and s["busy_s"] > 0 for s in run["stages"])
     assert run["outputs"] == [{"kind": "composite", "path": str(out), "format": "h264",
                                "encoder": "libx264", "audio_tracks": ["aac (copied)"]}]

@@ -1114,4 +1114,4 @@ async def test_refine_option_changes_the_matte_edges(
     assert results[0].shape == results[1].shape == (601, 850)
     assert np.abs(results[0] - results[1]).max() > 20
     info = await (await client.get("/api/info")).json()
-    assert info["default_temporal"] == "bidirectional"
+    assert info["default_temporal"] == "keyframes"

@@ -94,10 +94,13 @@ def test_scene_cut_resets_to_the_new_alpha(name: str) -> None:
         np.testing.assert_allclose(out[4], new, atol=1e-6)
 
 
+def test_the_help_texts_say_how_far_the_file_default_looks_ahead() -> None:
+    assert T.make_streaming(T.DEFAULT_FILE_MODE).delay == T.DEFAULT_FILE_DELAY
+
+
 def test_bidirectional_answers_late_but_answers_every_frame() -> None:
     f = T.make_streaming("bidirectional")
     assert f.delay == 10
-    assert T.make_streaming(T.DEFAULT_FILE_MODE).delay == T.DEFAULT_FILE_DELAY  # help texts
     frame = _textured()
     alpha = np.zeros(frame.shape[:2], np.float32)
     got = [len(f.push(alpha, frame)) for _ in range(14)]

@@ -187,20 +187,21 @@ def test_live_command_sheds_smoothing_it_has_no_time_for(
 
 @pytest.mark.parametrize("keep", [False, True])
 def test_live_keyframes_skip_the_engine_on_a_still_scene(
-        keep: bool, tmp_path: Path, recording_backend: Any,
+        keep: bool, tmp_path: Path, recording_backend: Any, pull_model: Any,
         monkeypatch: pytest.MonkeyPatch) -> None:
     # with load shedding on (the default) as with --keep-smoothing: the shedder's keyframe
     # rung decides before the engine, as keyframes-live does on its own
-    from streammatte.inference.mog2 import Mog2Engine
+    from streammatte.inference.ort import OrtEngine
 
+    selfie = pull_model("mediapipe-selfie")  # the fast people model (MOG2 sees every frame)
     calls: list[int] = []
-    infer = Mog2Engine.infer
+    infer = OrtEngine.infer
 
-    def counted(self: Mog2Engine, batch: np.ndarray) -> np.ndarray:
+    def counted(self: OrtEngine, batch: np.ndarray) -> np.ndarray:
         calls.append(len(batch))
         return infer(self, batch)
 
-    monkeypatch.setattr(Mog2Engine, "infer", counted)
+    monkeypatch.setattr(OrtEngine, "infer", counted)
     clip = tmp_path / "still.mp4"
     still = square_frame(0, 160, 120)[0]
     with av.open(str(clip), "w") as container:
@@ -211,9 +212,9 @@ def test_live_keyframes_skip_the_engine_on_a_still_scene(
             frame.pts = i
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
-    status = main(["live", "--file", str(clip), "--engine", "mog2", "--temporal",
-                   "keyframes-live", "--vcam-backend", "recording", "--duration-s", "3",
-                   "--quiet", *(["--keep-smoothing"] if keep else [])])
+    status = main(["live", "--file", str(clip), "--engine", "mediapipe-selfie", "--model-file",
+                   str(selfie), "--temporal", "keyframes-live", "--vcam-backend", "recording",
+                   "--duration-s", "3", "--quiet", *(["--keep-smoothing"] if keep else [])])
     assert status == 0
     sent = len(recording_backend.sent)
     assert sent >= 15, f"3 s of a 10 fps clip should reach the camera, got {sent}"

@@ -167,14 +167,15 @@ class Chain:
     def alpha(self, image: RGBImage) -> Alpha:
         """One frame's smoothed alpha, at once (a look-ahead mode is a ConfigError here:
         it needs ``stages()``). A keyframe mode (``SkipsEngine``, also behind live load
-        shedding) runs the engine on keyframes only."""
+        shedding) runs the engine on keyframes only, unless the engine is stateful (MOG2 learns
+        from every frame)."""
         if self._zero_lag is None:
             self._zero_lag = make_temporal(self.temporal_mode)
         check, matter = self._check, self.matter
         engine: Callable[[RGBImage], Alpha] = matter.alpha
         if check is not None and check.rejected is None:
             engine = functools.partial(check.alpha, matter=matter)
-        if isinstance(self._zero_lag, SkipsEngine):
+        if isinstance(self._zero_lag, SkipsEngine) and not self.engine.stateful:
             return self.mask.alpha(self._zero_lag.step(image, engine))
         return self.mask.alpha(self._zero_lag(engine(image), image))
 
@@ -249,7 +250,8 @@ class Chain:
             # host stages it may fall back to take their frames through the same gate. A
             # zero-lag one (keyframes-live, live load shedding) is behind ZeroLag here
             decides = stream.inner if isinstance(stream, ZeroLag) else stream
-            gate = KeyframeGate(decides) if isinstance(decides, DecidesEngine) else None
+            gate = (KeyframeGate(decides, every_frame=self.engine.stateful)
+                    if isinstance(decides, DecidesEngine) else None)
             count = self._engine_count = EngineCount()
             stages = host_stages(self.matter, stream, self.compositor, None,
                                  self.config.batch_size, self.mask, gate=gate, count=count)

@@ -38,10 +38,15 @@ class KeyframeGate:
     load shedding over one) at both ends of the host chain: ``stage()``, the ``motion``
     stage that goes before ``preprocess`` and decides which frames the engine runs on, and
     ``push``, which the alpha stage calls with each frame in the same order. One per run;
-    the host stages a GPU self-check falls back to share it with the ones they replace."""
+    the host stages a GPU self-check falls back to share it with the ones they replace.
 
-    def __init__(self, smoother: DecidesEngine[Any]) -> None:
+    ``every_frame``: the engine still runs on every frame (a stateful engine such as MOG2
+    learns from each one) and the mode gets the keyframes' alphas only, the output
+    ``streammatte compare`` scores for the mode."""
+
+    def __init__(self, smoother: DecidesEngine[Any], *, every_frame: bool = False) -> None:
         self.smoother = smoother
+        self.every_frame = every_frame
         # what ``motion`` said of each frame, in frame order, until the alpha stage takes it
         self._decisions: collections.deque[EngineDecision] = collections.deque()
 
@@ -49,14 +54,16 @@ class KeyframeGate:
         def motion(batch: list[FramePacket]) -> list[FramePacket]:
             for p in batch:
                 decision = self.smoother.decide(p.image)
-                p.run_engine = decision.keyframe
+                p.run_engine = decision.keyframe or self.every_frame
                 self._decisions.append(decision)
             return batch
 
         return Stage("motion", motion)
 
     def push(self, packet: FramePacket, alpha: Alpha | None) -> list[Alpha]:
-        return self.smoother.push_decided(packet.image, self._decisions.popleft(), alpha)
+        decision = self._decisions.popleft()
+        return self.smoother.push_decided(packet.image, decision,
+                                          alpha if decision.keyframe else None)
 
 
 def host_stages(matter: Matter, stream: LookaheadFilter, compositor: Compositor | None,
