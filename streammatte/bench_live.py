@@ -38,16 +38,19 @@ FrameFn = Callable[[int], np.ndarray]
 class CameraTrack(MediaStreamTrack):
     """A paced synthetic camera: frame ``i`` is ``make_frame(i)`` at ``pts = i·90000/fps``.
 
+    ``make_frame`` gives an H×W×3 RGB image, or with ``pixel_format="yuv420p"`` a
+    (H·3/2)×W I420 one (what a browser's camera hands its encoder: no conversion per frame).
     ``frames``: how many to send before the track ends (None: endless). ``freeze()`` stops
     it producing without ending it, as a peer that vanished would.
     """
 
     kind = "video"
 
-    def __init__(self, make_frame: FrameFn, *, fps: float = 30.0, frames: int | None = None
-                 ) -> None:
+    def __init__(self, make_frame: FrameFn, *, fps: float = 30.0, frames: int | None = None,
+                 pixel_format: str = "rgb24") -> None:
         super().__init__()
         self.make_frame = make_frame
+        self.pixel_format = pixel_format
         self.fps = fps
         self.frames = frames
         self.sent = 0
@@ -73,7 +76,7 @@ class CameraTrack(MediaStreamTrack):
         delay = self._start + index / self.fps - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        frame = av.VideoFrame.from_ndarray(self.make_frame(index), format="rgb24")
+        frame = av.VideoFrame.from_ndarray(self.make_frame(index), format=self.pixel_format)
         frame.pts = self.pts_of(index)
         frame.time_base = VIDEO_CLOCK
         self.sent_pts[index] = frame.pts
@@ -254,7 +257,7 @@ async def bench_one(size: tuple[int, int], *, engine: str, duration_s: float, fp
                     background: str, temporal: str = DEFAULT_LIVE_MODE,
                     keep_smoothing: bool = False) -> BenchResult:
     from .server import ServerSettings, create_app
-    from .server.live import LIVE_SERVER
+    from .server.live import LIVE_SERVER, encoder_frame
 
     app = create_app(ServerSettings(
         engine=engine, live_background=background, live_temporal=temporal,
@@ -262,7 +265,12 @@ async def bench_one(size: tuple[int, int], *, engine: str, duration_s: float, fp
         extensions=("streammatte.server.live",)))
     runner, url = await start_server(app)
     server = app[LIVE_SERVER]
-    track = CameraTrack(lambda i: frames[i % len(frames)], fps=fps)
+    # the camera's frames in I420, converted once: a browser's camera hands its encoder I420,
+    # so converting each frame here would bill the server for the bench's own work
+    converted = [encoder_frame(f) for f in frames]
+    camera = [c.to_ndarray() for c in converted]
+    track = CameraTrack(lambda i: camera[i % len(camera)], fps=fps,
+                        pixel_format=converted[0].format.name)
     client = await LiveClient.connect(url, track, keep_images=False,
                                       settings={"keep_smoothing": keep_smoothing})
     try:

@@ -112,13 +112,14 @@ class KeyframeConfig:
 #: fifth round)
 FILE_PRESET = KeyframeConfig(width=480, flow_preset="fast", lookahead=8, max_interval=8,
                              max_risk=0.04)
-#: live: one flow per frame pair at 320 px with the photometric check only (σ 12 grey
-#: levels), forward only, a disagreement gate so it does not lag a change the flow missed,
-#: bilinear output; it propagates only while the scene is nearly still (2 px of a 640 px copy
-#: since the last keyframe), which a webcam often is and DAVIS never
-LIVE_PRESET = KeyframeConfig(width=320, flow_preset="fast", backward_flow=False, lookahead=0,
-                             sigma=12.0, disagree=(0.6, 0.95), max_interval=8, max_motion=2.0,
-                             max_risk=0.05, guide_width=0)
+#: live: one flow per frame pair at 320 px (DIS's finest level at 160 px: a quarter of the
+#: cost, docs/temporal.md "Live") with the photometric check only (σ 12 grey levels), forward
+#: only, a disagreement gate so it does not lag a change the flow missed, bilinear output; it
+#: propagates only while the scene is nearly still (2 px of a 640 px copy since the last
+#: keyframe), which a webcam often is and DAVIS never
+LIVE_PRESET = KeyframeConfig(width=320, flow_preset="fast", finest_scale=1, backward_flow=False,
+                             lookahead=0, sigma=12.0, disagree=(0.6, 0.95), max_interval=8,
+                             max_motion=2.0, max_risk=0.05, guide_width=0)
 
 
 @dataclass(slots=True)

@@ -28,7 +28,7 @@ import collections
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import cv2
 import numpy as np
@@ -55,6 +55,29 @@ class SkipsEngine(Protocol):
     (``keyframes-live``): ``step`` calls ``engine`` only where it must, and answers at once."""
 
     def step(self, frame: RGBImage, engine: Callable[[RGBImage], Alpha]) -> Alpha: ...
+
+
+class EngineDecision(Protocol):
+    """What a ``DecidesEngine`` said of a frame before the engine: ``keyframe``, it must run."""
+
+    @property
+    def keyframe(self) -> bool: ...
+
+
+D = TypeVar("D", bound=EngineDecision)
+
+
+@runtime_checkable
+class DecidesEngine(Protocol[D]):
+    """``SkipsEngine.step`` in two halves, for a chain whose engine runs in stages of its own:
+    ``decide(frame)`` before the engine (``keyframe``: it must run on that frame), then
+    ``push_decided(frame, decision, alpha)`` with the engine's alpha where it ran and None
+    elsewhere, frames in the same order through both; it returns the alphas that became
+    ready, oldest first."""
+
+    def decide(self, frame: RGBImage) -> D: ...
+
+    def push_decided(self, frame: RGBImage, decision: D, alpha: Alpha | None) -> list[Alpha]: ...
 
 
 class LookaheadFilter(Protocol):
@@ -656,6 +679,19 @@ def make_streaming(name: str) -> LookaheadFilter:
 SHED_LADDER = ("flow", "adaptive", "none")
 
 
+@dataclass(frozen=True, slots=True)
+class ShedDecision:
+    """What ``ShedUnderLoad.decide`` said of a frame: the rung's filter that decided, and what
+    it said when it skips the engine (a ``DecidesEngine``; None: the engine runs)."""
+
+    filter: TemporalFilter
+    said: tuple[DecidesEngine[Any], EngineDecision] | None
+
+    @property
+    def keyframe(self) -> bool:
+        return self.said is None or self.said[1].keyframe
+
+
 class ShedUnderLoad:
     """A zero-lag filter that steps down to cheaper smoothing while the live source is dropping
     frames, and back up once it has kept up for a while: a steady frame rate first, then the
@@ -720,10 +756,36 @@ class ShedUnderLoad:
     def step(self, frame: RGBImage, engine: Callable[[RGBImage], Alpha]) -> Alpha:
         """``SkipsEngine``: the rung in use skips the engine where it can (a keyframe mode);
         the others get the engine's alpha on every frame."""
+        decision = self.decide(frame)
+        (out,) = self.push_decided(frame, decision, engine(frame) if decision.keyframe
+                                   else None)
+        return out
+
+    def decide(self, frame: RGBImage) -> ShedDecision:
+        """``DecidesEngine``: the rung in use decides (a keyframe mode skips the engine where
+        it can; the others need it on every frame)."""
+        current = self._filter
+        if isinstance(current, DecidesEngine):
+            return ShedDecision(current, (current, current.decide(frame)))
+        return ShedDecision(current, None)
+
+    def push_decided(self, frame: RGBImage, decision: ShedDecision, alpha: Alpha | None
+                     ) -> list[Alpha]:
+        """A frame a keyframe rung decided goes to that rung even when the policy has
+        switched since (frames were between the two halves): it sees an unbroken run of
+        frames, in order, and a frame it let skip the engine is never handed to a rung that
+        needs the engine's alpha. A frame with the engine's alpha goes to the rung in use,
+        so a step down pays at once, unless that rung is a keyframe one that decided later
+        frames already: it stays with the rung that decided it."""
         self._observe()
-        if isinstance(self._filter, SkipsEngine):
-            return self._filter.step(frame, engine)
-        return self._filter(engine(frame), frame)
+        if decision.said is not None:
+            gated, said = decision.said
+            return gated.push_decided(frame, said, alpha)
+        if alpha is None:
+            raise ValueError(f"smoothing {self.mode!r} needs the engine's alpha on every frame")
+        current = self._filter
+        smoother = decision.filter if isinstance(current, DecidesEngine) else current
+        return [smoother(alpha, frame)]
 
     def reset(self) -> None:
         self._filter.reset()

@@ -233,6 +233,40 @@ def test_alpha_side_by_side_output() -> None:
     run(main)
 
 
+def test_the_next_frame_is_matted_while_the_sender_encodes_the_last() -> None:
+    # the matte (50 ms) and the sender's encode (50 ms, the caller's pause between recv()
+    # calls) overlap: ~20 frames a second come out, not the ~10 of one after the other
+    import av
+
+    from streammatte.server.live import MatteTrack
+
+    cost_s = 0.05
+
+    def process(frame: av.VideoFrame) -> av.VideoFrame:
+        time.sleep(cost_s)
+        return frame
+
+    async def main() -> tuple[int, list[float]]:
+        from concurrent.futures import ThreadPoolExecutor
+
+        camera = CameraTrack(lambda i: square_frame(i, 64, 48)[0], fps=100)
+        with ThreadPoolExecutor(max_workers=1) as executor:
+            track = MatteTrack(camera, process, executor)
+            await track.recv()  # warm up: the first frame has nothing to overlap with
+            start, out = time.perf_counter(), 0
+            while time.perf_counter() - start < 2.0:
+                await track.recv()
+                out += 1
+                await asyncio.sleep(cost_s)  # what aiortc's encoder would take
+            track.stop()
+            return out, list(track.stats.latencies_s)
+
+    out, latencies = run(main)
+    assert out >= 30, f"{out} frames in 2 s: the matte waited for the encoder"
+    # at most one matted frame waits for the sender: bounded by a matte and an encode
+    assert max(latencies) < 4 * cost_s + 0.1, f"max latency {max(latencies) * 1000:.0f} ms"
+
+
 def test_real_u2netp_replaces_the_background(shared_data: Path, u2netp_path: Path) -> None:
     import cv2
 

@@ -162,3 +162,30 @@ def test_refuses_bad_modes_and_limits() -> None:
         T.ShedUnderLoad("wobble", lambda: 0)
     with pytest.raises(ConfigError, match="max_drop_ratio"):
         T.ShedUnderLoad("flow", lambda: 0, max_drop_ratio=1.5)
+
+
+def test_frames_decided_by_a_keyframe_rung_stay_with_it_after_a_step_down() -> None:
+    # the chain decides a few frames ahead of the alpha stage: frames the keyframe rung let
+    # skip the engine must still get an alpha after the shedder stepped down to ``none``
+    load = Load(lambda mode: 0.0)
+    f = load.shedder("keyframes-live", window=4)
+    frame, alpha = _frame(), _alpha()
+    warm = f.decide(frame)
+    assert warm.keyframe  # the first frame
+    f.push_decided(frame, warm, alpha)
+    ahead = [f.decide(frame) for _ in range(3)]
+    assert [d.keyframe for d in ahead] == [False, False, False], "a still scene skips"
+    load.dropped += 40  # the machine falls behind: the next windows step down
+    outs = []
+    for decision in ahead:
+        outs += f.push_decided(frame, decision, None)
+    for _ in range(6):
+        decision = f.decide(frame)
+        outs += f.push_decided(frame, decision, alpha if decision.keyframe else None)
+    assert f.mode == "none"
+    assert len(outs) == 9 and all(o.shape == alpha.shape for o in outs)
+    # on ``none`` every frame needs the engine, and one without its alpha is refused
+    decision = f.decide(frame)
+    assert decision.keyframe
+    with pytest.raises(ValueError, match="needs the engine's alpha on every frame"):
+        f.push_decided(frame, decision, None)

@@ -185,6 +185,43 @@ def test_live_command_sheds_smoothing_it_has_no_time_for(
         assert "smoothing ended at adaptive (flow was shed to keep up" in err
 
 
+@pytest.mark.parametrize("keep", [False, True])
+def test_live_keyframes_skip_the_engine_on_a_still_scene(
+        keep: bool, tmp_path: Path, recording_backend: Any, pull_model: Any,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # with load shedding on (the default) as with --keep-smoothing: the shedder's keyframe
+    # rung decides before the engine, as keyframes-live does on its own
+    from streammatte.inference.ort import OrtEngine
+
+    selfie = pull_model("mediapipe-selfie")  # the fast people model (MOG2 sees every frame)
+    calls: list[int] = []
+    infer = OrtEngine.infer
+
+    def counted(self: OrtEngine, batch: np.ndarray) -> np.ndarray:
+        calls.append(len(batch))
+        return infer(self, batch)
+
+    monkeypatch.setattr(OrtEngine, "infer", counted)
+    clip = tmp_path / "still.mp4"
+    still = square_frame(0, 160, 120)[0]
+    with av.open(str(clip), "w") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 160, 120, "yuv420p"
+        for i in range(10):
+            frame = av.VideoFrame.from_ndarray(still, format="rgb24")
+            frame.pts = i
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    status = main(["live", "--file", str(clip), "--engine", "mediapipe-selfie", "--model-file",
+                   str(selfie), "--temporal", "keyframes-live", "--vcam-backend", "recording",
+                   "--duration-s", "3", "--quiet", *(["--keep-smoothing"] if keep else [])])
+    assert status == 0
+    sent = len(recording_backend.sent)
+    assert sent >= 15, f"3 s of a 10 fps clip should reach the camera, got {sent}"
+    # the first frame, then every 8th (LIVE_PRESET.max_interval): the engine runs ~1 in 8
+    assert 1 <= sum(calls) <= sent // 4, f"the engine ran on {sum(calls)} of {sent} frames"
+
+
 def test_live_command_without_a_backend_is_one_line(tmp_path: Path,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
     if sys.platform != "linux" or list(Path("/dev").glob("video*")):

@@ -25,12 +25,12 @@ from ..cuda.select import GPU_BACKENDS
 from ..errors import GpuCheckError, StreamMatteError
 from ..frames import Alpha, FramePacket, RGBImage
 from ..inference import Engine, open_engine
-from ..keyframes import KeyframeSmoother
 from ..mask import MaskStep
 from ..models.store import ProgressFn
 from ..pipeline import PipelineStats, Stage
 from ..temporal import (
     LOOKAHEAD_FILTERS,
+    DecidesEngine,
     LookaheadFilter,
     SkipsEngine,
     TemporalFilter,
@@ -247,9 +247,11 @@ class Chain:
             self._host_around_gpu = runs_on_gpu(self.engine)
             stream = self.temporal_stream()
             # a keyframe mode's motion stage goes first, outside the self-check's guard: the
-            # host stages it may fall back to take their frames through the same gate
-            gate = (KeyframeGate(stream, every_frame=self.engine.stateful)
-                    if isinstance(stream, KeyframeSmoother) else None)
+            # host stages it may fall back to take their frames through the same gate. A
+            # zero-lag one (keyframes-live, live load shedding) is behind ZeroLag here
+            decides = stream.inner if isinstance(stream, ZeroLag) else stream
+            gate = (KeyframeGate(decides, every_frame=self.engine.stateful)
+                    if isinstance(decides, DecidesEngine) else None)
             count = self._engine_count = EngineCount()
             stages = host_stages(self.matter, stream, self.compositor, None,
                                  self.config.batch_size, self.mask, gate=gate, count=count)

@@ -5,10 +5,10 @@ caller can insert one anywhere in the list: a stage before ``preprocess`` that d
 frame needs no engine run sets ``packet.run_engine = False`` and gives it its ``alpha``;
 ``preprocess`` and ``infer`` then pass it through untouched.
 
-A keyframe mode (``keyframes.KeyframeSmoother``) is such a case: its ``KeyframeGate`` gives
-the ``motion`` stage, which computes the flow to the previous frame and lets the engine run on
-keyframes only; the alpha stage then hands the propagator the engine's alpha on keyframes and
-nothing between them.
+A keyframe mode (``keyframes.KeyframeSmoother``, also behind live load shedding) is such a
+case: its ``KeyframeGate`` gives the ``motion`` stage, which computes the flow to the previous
+frame and lets the engine run on keyframes only; the alpha stage then hands the propagator the
+engine's alpha on keyframes and nothing between them.
 """
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ from __future__ import annotations
 import collections
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from ..compose import Compositor
 from ..frames import Alpha, FramePacket
-from ..keyframes import KeyframeSmoother, Motion
 from ..mask import MaskStep
 from ..pipeline import Stage
-from ..temporal import LookaheadFilter
+from ..temporal import DecidesEngine, EngineDecision, LookaheadFilter
 from .matter import Matter
 
 
@@ -34,34 +34,36 @@ class EngineCount:
 
 
 class KeyframeGate:
-    """A keyframe mode's two ends in the host chain: ``stage()``, the ``motion`` stage that
-    goes before ``preprocess`` and decides which frames the engine runs on, and ``push``,
-    which the alpha stage calls with each frame in the same order. One per run; the host
-    stages a GPU self-check falls back to share it with the ones they replace.
+    """A mode that skips the engine (``temporal.DecidesEngine``: a keyframe mode, or live
+    load shedding over one) at both ends of the host chain: ``stage()``, the ``motion``
+    stage that goes before ``preprocess`` and decides which frames the engine runs on, and
+    ``push``, which the alpha stage calls with each frame in the same order. One per run;
+    the host stages a GPU self-check falls back to share it with the ones they replace.
 
     ``every_frame``: the engine still runs on every frame (a stateful engine such as MOG2
-    learns from each one) and the propagator gets the keyframes' alphas only, the output
+    learns from each one) and the mode gets the keyframes' alphas only, the output
     ``streammatte compare`` scores for the mode."""
 
-    def __init__(self, smoother: KeyframeSmoother, *, every_frame: bool = False) -> None:
+    def __init__(self, smoother: DecidesEngine[Any], *, every_frame: bool = False) -> None:
         self.smoother = smoother
         self.every_frame = every_frame
         # what ``motion`` said of each frame, in frame order, until the alpha stage takes it
-        self._motions: collections.deque[Motion] = collections.deque()
+        self._decisions: collections.deque[EngineDecision] = collections.deque()
 
     def stage(self) -> Stage:
         def motion(batch: list[FramePacket]) -> list[FramePacket]:
             for p in batch:
-                m = self.smoother.decide(p.image)
-                p.run_engine = m.keyframe or self.every_frame
-                self._motions.append(m)
+                decision = self.smoother.decide(p.image)
+                p.run_engine = decision.keyframe or self.every_frame
+                self._decisions.append(decision)
             return batch
 
         return Stage("motion", motion)
 
     def push(self, packet: FramePacket, alpha: Alpha | None) -> list[Alpha]:
-        m = self._motions.popleft()
-        return self.smoother.push_decided(packet.image, m, alpha if m.keyframe else None)
+        decision = self._decisions.popleft()
+        return self.smoother.push_decided(packet.image, decision,
+                                          alpha if decision.keyframe else None)
 
 
 def host_stages(matter: Matter, stream: LookaheadFilter, compositor: Compositor | None,

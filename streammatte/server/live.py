@@ -3,12 +3,15 @@
 A browser sends its webcam; :class:`MatteTrack` sends it back with the background replaced.
 
 Latency policy: the newest frame wins. A pump task drains the incoming track as fast as frames
-arrive (so aiortc's own receive queue never grows) into a single slot; ``recv()`` takes the
+arrive (so aiortc's own receive queue never grows) into a single slot; a worker task takes the
 frame in the slot and runs the matte in the peer's own executor thread, never on the event
-loop. A frame that arrives while the slot is full replaces the waiting one and is counted as
-dropped, so at most one frame waits and one is being processed: added latency is bounded by
-about two frame-processing times, however long the call lasts. Returned frames carry the
-input's ``pts`` and ``time_base``.
+loop, and hands the result to ``recv()``. A frame that arrives while the slot is full replaces
+the waiting one and is counted as dropped, so at most one frame waits and one is being
+processed or waits for the sender: added latency is bounded by about two frame-processing
+times (or one processing and one encoding time), however long the call lasts. The worker
+takes the next frame as soon as ``recv()`` has taken the last, so the matte of one frame runs
+while the RTP sender encodes the one before. Returned frames carry the input's ``pts`` and
+``time_base``, in I420 (what the VP8/H.264 encoders take) at even sizes.
 
 ``install(app, settings)`` is the extension hook the server's ``create_app`` calls: the live
 routes take their settings from the server's own :class:`ServerSettings`, their engines from
@@ -193,7 +196,7 @@ class FrameProcessor:
         if self._refine is not None:
             alpha = np.asarray(self._refine(alpha, image), dtype=np.float32)
         out = side_by_side(image, alpha) if self.settings.alpha else self._compositor(image, alpha)
-        result = av.VideoFrame.from_ndarray(np.ascontiguousarray(out), format="rgb24")
+        result = encoder_frame(out)
         result.pts = frame.pts
         if frame.time_base is not None:
             result.time_base = frame.time_base
@@ -235,6 +238,21 @@ def _refiner() -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
     if not callable(fn):
         raise ConfigError("refine: streammatte.refine has no guided_refine(alpha, frame)")
     return fn  # type: ignore[no-any-return]
+
+
+def encoder_frame(rgb: np.ndarray) -> av.VideoFrame:
+    """An RGB image as the frame the RTP encoder takes: I420 at even sizes. The encoder would
+    otherwise convert it itself (swscale, ~2 ms at 1280×720, on the sender's thread);
+    OpenCV's BT.601 limited-range conversion takes ~0.3 ms and lands within a level of it in
+    luma (a few in chroma at sharp edges: it sites chroma differently, as swscale does from
+    ``sinks.virtualcam.rgb_to_i420``'s exact 2×2 means, which cost 5 ms)."""
+    import cv2
+
+    h, w = rgb.shape[:2]
+    if h % 2 or w % 2:
+        return av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+    i420 = np.asarray(cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2YUV_I420), np.uint8)
+    return av.VideoFrame.from_ndarray(i420, format="yuv420p")
 
 
 def side_by_side(image: np.ndarray, alpha: np.ndarray) -> np.ndarray:
@@ -313,7 +331,10 @@ class MatteTrack(MediaStreamTrack):
         self._slot: tuple[av.VideoFrame, float] | None = None
         self._arrived = asyncio.Event()
         self._source_ended = False
+        #: a matted frame waiting for ``recv`` (None: the source ended)
+        self._ready: asyncio.Queue[tuple[av.VideoFrame, float] | None] = asyncio.Queue(1)
         self._pump_task = asyncio.ensure_future(self._pump())
+        self._work_task = asyncio.ensure_future(self._work())
 
     @property
     def frames_waiting(self) -> int:
@@ -339,28 +360,46 @@ class MatteTrack(MediaStreamTrack):
             self._source_ended = True
             self._arrived.set()
 
-    async def recv(self) -> av.VideoFrame:
-        while self._slot is None:
-            if self._source_ended or self.readyState != "live":
-                self.stop()
-                raise MediaStreamError
-            self._arrived.clear()
-            await self._arrived.wait()
-        frame, received = self._slot
-        self._slot = None
+    async def _work(self) -> None:
+        """Matte the newest frame, hand it to ``recv``, and start on the next one as soon as
+        ``recv`` has taken it: the engine works on frame N+1 while the RTP sender encodes
+        frame N (two cores busy, not one after the other)."""
         loop = asyncio.get_running_loop()
-        try:
-            out = await loop.run_in_executor(self._executor, self._process, frame)
-        except (StreamMatteError, ValueError, RuntimeError, OSError) as exc:
-            self.stats.errors += 1
-            self.stats.last_error = str(exc)
-            if self.stats.errors == 1:
-                log.warning("live frame processing failed: %s", exc)
-            out = frame
-        # the RTP sender derives timestamps from pts: keep the camera's timing
-        out.pts = frame.pts
-        if frame.time_base is not None:
-            out.time_base = frame.time_base
+        while True:
+            while self._slot is None:
+                if self._source_ended:
+                    await self._ready.put(None)
+                    return
+                self._arrived.clear()
+                await self._arrived.wait()
+            frame, received = self._slot
+            self._slot = None
+            try:
+                out = await loop.run_in_executor(self._executor, self._process, frame)
+            except (StreamMatteError, ValueError, RuntimeError, OSError) as exc:
+                self.stats.errors += 1
+                self.stats.last_error = str(exc)
+                if self.stats.errors == 1:
+                    log.warning("live frame processing failed: %s", exc)
+                out = frame
+            # the RTP sender derives timestamps from pts: keep the camera's timing
+            out.pts = frame.pts
+            if frame.time_base is not None:
+                out.time_base = frame.time_base
+            await self._ready.put((out, received))
+            # at most one matted frame waits for the sender: take the next camera frame only
+            # once this one is gone, so it is the newest one then
+            await self._ready.join()
+
+    async def recv(self) -> av.VideoFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        item = await self._ready.get()
+        self._ready.task_done()
+        if item is None:
+            self.stop()
+            raise MediaStreamError
+        out, received = item
         sent = time.perf_counter()
         self.stats.frames_out += 1
         self.stats.latencies_s.append(sent - received)
@@ -369,8 +408,9 @@ class MatteTrack(MediaStreamTrack):
 
     def stop(self) -> None:
         super().stop()
-        if not self._pump_task.done():
-            self._pump_task.cancel()
+        for task in (self._pump_task, self._work_task):
+            if not task.done():
+                task.cancel()
 
 
 # ---------------------------------------------------------------------------------------------
