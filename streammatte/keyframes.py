@@ -152,11 +152,11 @@ class Motion:
 
 
 def _dis(cfg: KeyframeConfig) -> cv2.DISOpticalFlow:
-    dis = cv2.DISOpticalFlow.create(_PRESETS[cfg.flow_preset])
-    dis.setFinestScale(cfg.finest_scale)
+    solver = cv2.DISOpticalFlow.create(_PRESETS[cfg.flow_preset])
+    solver.setFinestScale(cfg.finest_scale)
     # variational refinement smooths the flow across object boundaries, where mattes must line up
-    dis.setVariationalRefinementIterations(cfg.flow_refine)
-    return dis
+    solver.setVariationalRefinementIterations(cfg.flow_refine)
+    return solver
 
 
 def _invert(flow: FloatArray, iterations: int) -> FloatArray:
@@ -273,7 +273,9 @@ class _Item:
     own: FloatArray | None  # (α, 1, α²) at working size; None where the engine did not run
     forward: FloatArray | None = None
     to_next: Link | None = None
-    evidence_ahead: bool = False  # some frame from here on (before a cut) has evidence
+    #: the backward recursion's sums here, this frame's own evidence included, carried from
+    #: ``Propagator._back_end``: computed once per chain end, not once per emitted frame
+    backward: FloatArray | None = None
 
 
 def _evidence(alpha: Alpha) -> FloatArray:
@@ -297,6 +299,7 @@ class Propagator:
         self.delay = self.config.lookahead
         self._items: collections.deque[_Item] = collections.deque()
         self._last: _Item | None = None
+        self._back_end: _Item | None = None  # where the cached backward sums start
         self.frames = 0
         self.engine_frames = 0
 
@@ -333,6 +336,7 @@ class Propagator:
     def reset(self) -> None:
         self._items.clear()
         self._last = None
+        self._back_end = None
 
     def _working(self, alpha: Alpha, shape: tuple[int, ...]) -> Alpha:
         a = np.asarray(alpha, np.float32)
@@ -371,13 +375,17 @@ class Propagator:
             chain.pop()
         sums = cur.forward
         if len(chain) > 1:
-            backward = chain[-1].own
-            assert backward is not None
-            for item in reversed(chain[:-1]):  # cur's own evidence is in its forward sums
-                assert item.to_next is not None
-                backward = self._carry(None if item is cur else item.own, backward,
-                                       item.to_next)
-            sums = sums + backward
+            end = chain[-1]
+            if end is not self._back_end:
+                # a new furthest keyframe: the frames ahead of cur take their sums from it
+                self._back_end, end.backward = end, end.own
+                for item, after in zip(reversed(chain[1:-1]), reversed(chain[2:]), strict=True):
+                    assert item.to_next is not None and after.backward is not None
+                    item.backward = self._carry(item.own, after.backward, item.to_next)
+            after = chain[1]
+            assert cur.to_next is not None and after.backward is not None
+            # cur's own evidence is in its forward sums
+            sums = sums + self._carry(None, after.backward, cur.to_next)
         mean = _fused_mean(sums, cfg.sharpen, cfg.spread)
         mean = np.asarray(np.clip(mean, 0.0, 1.0), np.float32)
         return self._upsample(mean, cur)

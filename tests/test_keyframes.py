@@ -151,6 +151,29 @@ def test_n_frames_in_give_n_alphas_out_in_order(n: int) -> None:
     assert prop.flush() == []
 
 
+def test_the_backward_pass_is_carried_once_per_frame_not_once_per_answer(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each answered frame reuses the backward sums of the frames ahead of it: one carry per
+    frame forward, about one backward, not a walk from the next keyframe per answer."""
+    texture = _texture(12)
+    frames = [_shifted(texture, 0.5 * i, 0.0) for i in range(40)]
+    cfg = dataclasses.replace(CFG, lookahead=8, max_interval=8, max_risk=1e9)
+    carries = 0
+    carry = Propagator._carry
+
+    def counted(self: Propagator, *args: object) -> object:
+        nonlocal carries
+        carries += 1
+        return carry(self, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Propagator, "_carry", counted)
+    out, keys = _run(cfg, frames, [_disk(80, 60)] * len(frames))
+    assert len(out) == len(frames) and sum(keys) == 5  # every 8th frame
+    # forward: 39; backward: 39 (each frame once from its next keyframe) + one per answer
+    # for the answered frame itself; a walk per answer would be ~4 per frame
+    assert carries <= 3 * len(frames)
+
+
 def test_engine_alpha_may_come_at_any_size() -> None:
     frame = _texture(9)[:H, :W]
     cfg = dataclasses.replace(CFG, max_interval=1, lookahead=0)
