@@ -250,8 +250,11 @@ def sweep(engine: str, clips: Sequence[str], data: Path, preset: str, options: s
     """One motion step (a preset with ``options`` replaced) run once per clip, then each rule
     (``max_risk=0.04``, ``max_motion=2,max_interval=4``, ``every=4`` for a fixed interval,
     ``all``) replayed on what it measured and propagated: a rule sweep at the cost of one
-    flow computation. ``source`` "gt" propagates the ground truth instead of the engine's
-    alphas (how far propagation alone is from the truth)."""
+    flow computation. ``near=R`` (with ``far=W``, default 0) counts the unreliable pixels
+    within R working px of the last keyframe's matte (α > 0.05) fully and the others at
+    weight W: a rule that looks at the matte, which the shipped one does not. ``source``
+    "gt" propagates the ground truth instead of the engine's alphas (how far propagation
+    alone is from the truth)."""
     import dataclasses
 
     from streammatte.keyframes import FILE_PRESET, LIVE_PRESET, KeyframeRule, MotionStep, Propagator
@@ -269,9 +272,12 @@ def sweep(engine: str, clips: Sequence[str], data: Path, preset: str, options: s
         for text in rules:
             opts = parse_options("" if text == "all" else text)
             every = int(opts.pop("every", 1 if text == "all" else 0))  # type: ignore[call-overload]
+            near = int(opts.pop("near", 0))  # type: ignore[call-overload]
+            far = float(opts.pop("far", 0.0))  # type: ignore[arg-type]
             cfg = dataclasses.replace(base, **opts)  # type: ignore[arg-type]
             rule = KeyframeRule(cfg)
             prop, out, keys = Propagator(cfg), [], 0
+            region: np.ndarray | None = None  # near the last keyframe's matte
             for i, (frame, m) in enumerate(zip(d.frames, motions, strict=True)):
                 if m.to_prev is None:
                     rule.restart()
@@ -279,7 +285,17 @@ def sweep(engine: str, clips: Sequence[str], data: Path, preset: str, options: s
                 elif every:
                     key = i % every == 0
                 else:
-                    key = bool(rule(m.unreliable, m.motion))
+                    unreliable = m.unreliable
+                    if region is not None:
+                        bad = m.to_prev.confidence < cfg.risk_threshold
+                        inside = np.count_nonzero(bad & region)
+                        unreliable = (inside + far * (np.count_nonzero(bad) - inside)) / bad.size
+                    key = bool(rule(unreliable, m.motion))
+                if key and near:
+                    h, w = m.grey.shape
+                    fg = cv2.resize(alphas[i], (w, h), interpolation=cv2.INTER_AREA) > 0.05
+                    disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * near + 1,) * 2)
+                    region = cv2.dilate(fg.astype(np.uint8), disk).astype(bool)
                 keys += key
                 out += prop.push(frame, dataclasses.replace(m, keyframe=key),
                                  alphas[i] if key else None)
