@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -16,6 +17,8 @@ from PIL import Image
 
 from streammatte.cli import main
 from streammatte.errors import ConfigError
+from streammatte.frames import FramePacket
+from streammatte.sinks.file import FileSink
 from streammatte.sinks.formats import Encoding, format_for, parse_bit_rate
 
 SAMPLE = Path(__file__).resolve().parents[1] / "samples" / "vtest-excerpt.mp4"
@@ -194,6 +197,30 @@ def test_gif_is_transparent_where_the_matte_is_clear(tmp_path: Path, parkour: Pa
         np.testing.assert_array_equal(frame[..., 3] == 255, matte >= 128, err_msg=f"frame {i}")
         assert set(np.unique(frame[..., 3])) <= {0, 255}
     assert 0.001 < np.mean([f[..., 3] > 0 for f in frames]) < 0.5
+
+
+def test_gif_keeps_an_opaque_pixel_alone_in_a_corner_of_its_frame_s_opaque_box(
+        tmp_path: Path) -> None:
+    """FFmpeg's GIF encoder crops a translucent frame to its opaque box, and its left/right
+    crop forgets the box's bottom row: a pixel alone there in its column was cut (found on
+    real footage: a foot at the frame's lower edge). The sink does not let it crop."""
+    out = tmp_path / "o.gif"
+    frames = []
+    for shift in range(3):  # the encoder crops from the second frame on
+        rgba = np.zeros((24, 32, 4), np.uint8)
+        rgba[..., :3] = (200, 40, 40)
+        rgba[5:11, 10 + shift:20 + shift, 3] = 255  # the opaque box …
+        rgba[11, 8 + shift, 3] = 255  # … and one pixel in its bottom row, left of the rest
+        rgba[11, 22 + shift, 3] = 255  # … and one right of it
+        frames.append(rgba)
+    with FileSink(out, format_for(out)) as sink:
+        for i, rgba in enumerate(frames):
+            sink.write_picture(FramePacket(i, rgba[..., :3], i, Fraction(1, 25)), rgba)
+    decoded, _ = _gif_frames(out)
+    assert len(decoded) == len(frames)
+    for i, (got, want) in enumerate(zip(decoded, frames, strict=True)):
+        np.testing.assert_array_equal(got[..., 3] == 255, want[..., 3] >= 128,
+                                      err_msg=f"frame {i}")
 
 
 def test_gif_over_a_background_is_opaque_and_says_its_audio_was_left(tmp_path: Path) -> None:

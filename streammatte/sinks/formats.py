@@ -189,6 +189,10 @@ FORMATS: dict[str, OutputFormat] = {
             name="gif", description="animated GIF, transparent where there is no background "
             "(no audio)", extension=".gif", codec="gif", pix_fmt="pal8", alpha=True,
             container="gif",
+            # FFmpeg crops each translucent frame to its opaque box, and its left/right crop
+            # skips the box's bottom row: an opaque pixel alone there in its column was lost
+            # (FFmpeg 8.0, libavcodec/gif.c gif_crop_translucent). Whole frames instead.
+            codec_options={"gifflags": "-offsetting"},
         ),
         OutputFormat(
             name="nut", description="raw RGBA frames in NUT, with alpha (lossless; for pipes)",
