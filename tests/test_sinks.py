@@ -15,6 +15,8 @@ from media import BrightnessEngine, imread, make_video
 
 from streammatte import matte_video
 from streammatte.errors import ConfigError
+from streammatte.frames import FramePacket
+from streammatte.sinks.file import FileSink
 from streammatte.sinks.formats import FORMATS, format_for
 
 
@@ -266,3 +268,29 @@ def test_stdout_gets_the_codec_in_matroska_and_the_raw_formats_as_they_are() -> 
     assert format_for_stdout("y4m").container == "yuv4mpegpipe"
     with pytest.raises(ConfigError, match=r"stdout takes one stream, not a folder of PNG"):
         format_for_stdout("png")
+
+
+def test_a_sink_finished_then_closed_is_published(tmp_path: Path) -> None:
+    """``finish`` leaves the output complete under its temporary name; a ``close`` after it
+    still puts it in place (it used to return early and leave it there)."""
+    out = tmp_path / "o.mov"
+    image = np.full((16, 16, 3), 90, np.uint8)
+    sink = FileSink(out, format_for(out))
+    sink.write_picture(FramePacket(0, image, 0, Fraction(1, 25)), image)
+    sink.finish()
+    assert not out.exists()
+    sink.close()
+    sink.close()  # twice is harmless
+    with av.open(str(out)) as container:
+        assert sum(1 for _ in container.decode(video=0)) == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["o.mov"]  # no temporary left beside it
+
+
+def test_an_aborted_sink_publishes_nothing_when_closed(tmp_path: Path) -> None:
+    out = tmp_path / "o.mov"
+    image = np.full((16, 16, 3), 90, np.uint8)
+    sink = FileSink(out, format_for(out))
+    sink.write_picture(FramePacket(0, image, 0, Fraction(1, 25)), image)
+    sink.abort()
+    sink.close()
+    assert list(tmp_path.iterdir()) == []

@@ -468,12 +468,11 @@ class FileSink:
     # -- finishing ----------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Flush the encoders and publish the finished output (publish.StagedOutput.publish:
-        OutputExistsError if another run got there first). Safe to call twice."""
-        if self._closed:
-            return
+        """Flush the encoders (unless ``finish`` did) and publish the finished output
+        (publish.StagedOutput.publish: OutputExistsError if another run got there first).
+        Safe to call twice; after ``abort`` it publishes nothing."""
         self.finish()
-        if self._staged is not None:
+        if self._staged is not None and self._staged.temp is not None:
             self._staged.publish()
 
     def finish(self) -> None:
