@@ -42,6 +42,7 @@ from .temporal import (
     _sample,
     _shrink,
     _similarity,
+    flow_fits,
 )
 
 FloatArray = npt.NDArray[np.float32]
@@ -138,7 +139,8 @@ class Motion:
 
     index: int
     keyframe: bool
-    #: why the engine runs here: "first", "cut", "risk", "motion", "interval", or "" if it does not
+    #: why the engine runs here: "first", "cut", "risk", "motion", "interval", "small" (a
+    #: frame too small for optical flow), or "" if it does not
     reason: str
     small: RGBImage  # the frame at working size
     grey: npt.NDArray[np.uint8]
@@ -234,10 +236,10 @@ class MotionStep:
         self._shape = rgb.shape
         index, self._index = self._index, self._index + 1
         prev, self._prev = self._prev, grey
-        if prev is None or cut:
+        if prev is None or cut or not flow_fits(grey):
             self._rule.restart()
-            return Motion(index, True, "first" if prev is None else "cut", small, grey,
-                          None, None)
+            reason = "first" if prev is None else "cut" if cut else "small"
+            return Motion(index, True, reason, small, grey, None, None)
         back = self._flow(grey, prev)  # this → previous
         here, there = grey.astype(np.float32), prev.astype(np.float32)
         if cfg.lookahead == 0 and not cfg.backward_flow:

@@ -137,6 +137,17 @@ class SceneCutDetector:
         self._shape = None
 
 
+#: DIS optical flow needs its coarsest pyramid level to be at least one patch (8–12 px)
+#: across: on a smaller working copy there is no flow, and each frame stands on its own (as
+#: after a scene cut). Generous, so that every preset fits.
+FLOW_MIN_SIDE = 24
+
+
+def flow_fits(grey: np.ndarray) -> bool:
+    """Whether DIS optical flow can run on a working copy of this size."""
+    return bool(min(grey.shape[:2]) >= FLOW_MIN_SIDE)
+
+
 class DenseFlow:
     """OpenCV DIS optical flow, computed on a grey copy at most ``width`` pixels wide and
     scaled to the size asked for (alpha comes from a ~320 px model: finer flow buys nothing)."""
@@ -344,7 +355,8 @@ class FlowBlend:
         size = (grey.shape[1], grey.shape[0])
         full, small = _to_working(alpha, grey)
         cut = self._cuts(frame)
-        if cut or self._state is None or self._prev is None or self._state.shape != small.shape:
+        if (cut or self._state is None or self._prev is None or self._state.shape != small.shape
+                or not flow_fits(grey)):
             self._state = small.copy()
         else:
             prev_grey, prev_luma = self._prev
@@ -518,7 +530,7 @@ class Bidirectional:
         grey = np.asarray(cv2.cvtColor(small, cv2.COLOR_RGB2GRAY), np.uint8)
         cut = self._cuts(rgb)
         prev = self._items[-1] if self._items else None
-        if prev is not None and prev.grey.shape != grey.shape:
+        if (prev is not None and prev.grey.shape != grey.shape) or not flow_fits(grey):
             cut = True
         small_alpha = np.asarray(_shrink(np.asarray(alpha, np.float32), self.width), np.float32)
         item = _Item(small_alpha, small, grey, rgb, _evidence(small_alpha))

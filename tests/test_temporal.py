@@ -257,3 +257,26 @@ def test_real_u2netp_bidirectional_steadier_on_davis(u2netp_path: Path,
     iou1, dt1 = M.iou_and_dtssd(_run("bidirectional", alphas, frames), truth)
     assert dt1 < 0.95 * dt0
     assert iou1 > iou0 - 0.005
+
+
+@pytest.mark.parametrize("shape", [(20, 30), (41, 3), (2, 2)])
+@pytest.mark.parametrize("mode", T.temporal_modes())
+def test_frames_too_small_for_optical_flow_stand_on_their_own(mode: str,
+                                                              shape: tuple[int, int]) -> None:
+    """DIS refuses images under about 12 px (OpenCV raised out of the chain's stage): below
+    ``FLOW_MIN_SIDE`` the flow modes treat every frame as after a cut, each its own alpha."""
+    smoother = T.make_streaming(mode)
+    rng = np.random.default_rng(3)
+    # one still picture: no scene cut, so before the fix the flow modes called DIS on it
+    still = rng.integers(0, 255, (*shape, 3), dtype=np.uint8)
+    frames = [still] * 6
+    alphas = [np.full(shape, 0.1 + 0.15 * i, np.float32) for i in range(6)]
+    out = []
+    for alpha, frame in zip(alphas, frames, strict=True):
+        out += smoother.push(alpha, frame)
+    out += smoother.flush()
+    assert len(out) == len(frames)
+    for got, own in zip(out, alphas, strict=True):
+        assert got.shape == shape and np.isfinite(got).all()
+        if mode in ("flow", "bidirectional", "keyframes", "keyframes-live"):
+            np.testing.assert_allclose(got, own, atol=2e-3)
